@@ -1,0 +1,127 @@
+"""Input validators shared by every regedu module.
+
+Each check raises ``TypeError`` (wrong kind of object) or ``ValueError``
+(right kind, wrong content) with a message in three parts: what was
+expected, what came, and what to do about it. Modules call these at their
+public entry points; hot inner loops call private, unchecked helpers so that
+a training step does not pay for the same check seven times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def _describe(x: torch.Tensor) -> str:
+    return f"a {x.dim()}-D tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+
+
+def check_tensor(x, name: str) -> torch.Tensor:
+    """Raise ``TypeError`` unless ``x`` is a ``torch.Tensor``."""
+    if not isinstance(x, torch.Tensor):
+        hint = " (convert it with torch.as_tensor(...))" if hasattr(x, "shape") else ""
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}{hint}.")
+    return x
+
+
+def check_image(x, name: str = "image", ndim: int | None = None) -> int:
+    """Check an image batch ``(B, C, *spatial)`` with 2 or 3 spatial axes.
+
+    Returns the number of spatial dimensions. Integer images (label maps) are
+    accepted; use :func:`check_floating` when a floating tensor is required.
+    """
+    check_tensor(x, name)
+    if x.dim() not in (4, 5):
+        raise ValueError(
+            f"`{name}` must have shape (B, C, H, W) for 2D or (B, C, D, H, W) for 3D, "
+            f"got {_describe(x)}. Add the missing batch/channel axes with "
+            f"x[None, None] (single image) or x[:, None] (batch of images)."
+        )
+    found = x.dim() - 2
+    if ndim is not None and found != ndim:
+        raise ValueError(
+            f"`{name}` must be {ndim}D, i.e. have {ndim + 2} axes (B, C, *spatial), "
+            f"got {_describe(x)} ({found}D). Do not mix 2D and 3D inputs."
+        )
+    return found
+
+
+def check_floating(x: torch.Tensor, name: str) -> None:
+    """Raise ``TypeError`` unless ``x`` has a floating dtype."""
+    if not x.is_floating_point():
+        raise TypeError(
+            f"`{name}` must be a floating-point tensor, got dtype {x.dtype}. "
+            f"Convert it with `{name}.float()`."
+        )
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` if ``x`` contains NaN or infinity."""
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int(torch.isinf(x).sum())
+        raise ValueError(
+            f"`{name}` contains {n_nan} NaN and {n_inf} infinite values. "
+            f"Replace them first, e.g. with torch.nan_to_num({name}), or find where they come from."
+        )
+
+
+def check_disp(disp, name: str = "disp", ndim: int | None = None,
+               spatial: Sequence[int] | None = None) -> int:
+    """Check a displacement field ``(B, ndim, *spatial)`` in voxels.
+
+    Returns ``ndim``. ``spatial`` (if given) must match the field's spatial shape.
+    """
+    found = check_image(disp, name, ndim)
+    check_floating(disp, name)
+    if disp.shape[1] != found:
+        raise ValueError(
+            f"`{name}` must have one channel per spatial axis, i.e. shape (B, {found}, "
+            f"{', '.join(str(s) for s in disp.shape[2:])}), got {_describe(disp)}: "
+            f"{disp.shape[1]} channels for a {found}D field. Channel k is the displacement "
+            f"along spatial axis k, in voxels."
+        )
+    if spatial is not None and tuple(disp.shape[2:]) != tuple(spatial):
+        raise ValueError(
+            f"`{name}` has spatial shape {tuple(disp.shape[2:])} but the image has "
+            f"{tuple(spatial)}. Resample the field with regedu.warps.resize_disp({name}, "
+            f"{tuple(spatial)}) or the image onto the field's grid."
+        )
+    return found
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Raise ``ValueError`` unless two image batches have the same spatial shape."""
+    if tuple(a.shape[2:]) != tuple(b.shape[2:]):
+        raise ValueError(
+            f"`{name_a}` and `{name_b}` must share one spatial shape, got "
+            f"{tuple(a.shape[2:])} and {tuple(b.shape[2:])}. Resample one onto the "
+            f"other's grid first (for NIfTI files: regedu.data.io.resample_like)."
+        )
+
+
+def check_batch(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> int:
+    """Return the common batch size of ``a`` and ``b`` (1 broadcasts)."""
+    na, nb = a.shape[0], b.shape[0]
+    if na != nb and 1 not in (na, nb):
+        raise ValueError(
+            f"`{name_a}` has batch size {na} but `{name_b}` has {nb}. Give them the "
+            f"same batch size, or a batch size of 1 to apply one to all."
+        )
+    return max(na, nb)
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as ``int``, raising unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+    return value
+
+
+def check_choice(value, name: str, choices: Sequence[str]) -> str:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+    return value

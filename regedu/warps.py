@@ -1,0 +1,445 @@
+"""Spatial transforms: grids, warping, composition, integration, affines, Jacobians.
+
+Conventions (see DESIGN.md, they hold everywhere in regedu):
+
+* images are ``(B, C, *spatial)``; ``spatial`` is ``(H, W)`` or ``(D, H, W)``;
+* a displacement field ``disp`` is ``(B, ndim, *spatial)`` **in voxels**, and
+  channel ``k`` moves along spatial axis ``k`` (tensor order, not x/y/z);
+* voxel centres sit at integer indices ``0 .. N-1``;
+* warping *pulls*: ``warp(moving, disp)(x) = moving(x + disp(x))``;
+* ``compose(u, v)(x) = v(x) + u(x + v(x))``, so
+  ``warp(warp(img, u), v) == warp(img, compose(u, v))``;
+* an affine ``A`` is ``(B, ndim, ndim + 1)`` acting on voxel indices of the
+  fixed grid: the sampling location is ``y = A[:, :, :ndim] @ x + A[:, :, ndim]``.
+
+``torch.nn.functional.grid_sample`` wants the opposite axis order and
+coordinates normalised to ``[-1, 1]``; that translation happens in
+:func:`_voxels_to_grid` and :func:`_grid_to_voxels` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .checks import (
+    check_batch,
+    check_choice,
+    check_disp,
+    check_finite,
+    check_floating,
+    check_image,
+    check_positive_int,
+    check_tensor,
+)
+
+__all__ = [
+    "identity_grid",
+    "warp",
+    "warp_labels",
+    "compose",
+    "integrate",
+    "affine_to_disp",
+    "affine_identity",
+    "rotation",
+    "scaling",
+    "shear",
+    "translation",
+    "compose_affine",
+    "resize_disp",
+    "jacobian_det",
+    "disp_to_mm",
+    "disp_to_grid",
+    "grid_to_disp",
+]
+
+_INTERPOLATION = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest"}
+_PADDING = ("border", "zeros", "reflection")
+
+
+# ---------------------------------------------------------------------------
+# grids and the one place where grid_sample's coordinates appear
+# ---------------------------------------------------------------------------
+
+
+def identity_grid(shape: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Voxel-index coordinates of every voxel: ``(ndim, *shape)``.
+
+    ``identity_grid((H, W))[k, i, j]`` is the index along axis ``k`` of voxel
+    ``(i, j)``, so ``[0, i, j] == i`` and ``[1, i, j] == j``.
+    """
+    axes = [torch.arange(n, device=device, dtype=dtype) for n in shape]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"))
+
+
+def _grid_scale(shape: Sequence[int], device, dtype) -> torch.Tensor:
+    """Per-axis factor from voxels to grid_sample's [-1, 1] units, in tensor order.
+
+    An axis of length 1 has no extent; its factor is 0 so it samples its only voxel.
+    """
+    return torch.tensor([2.0 / (n - 1) if n > 1 else 0.0 for n in shape], device=device, dtype=dtype)
+
+
+def _voxels_to_grid(disp: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+    """Displacement in voxels ``(B, ndim, *spatial)`` -> sampling grid for grid_sample.
+
+    Returns ``(B, *spatial, ndim)`` with the last axis in grid_sample's reversed
+    (x, y[, z]) order and values normalised to ``[-1, 1]`` (align_corners=True).
+    ``base`` is the identity in grid units, ``(*spatial, ndim)``; pass it to reuse
+    one across calls (see :func:`_identity_in_grid_units`).
+    """
+    spatial = disp.shape[2:]
+    if base is None:
+        base = _identity_in_grid_units(spatial, disp.device, disp.dtype)
+    scale = _grid_scale(spatial, disp.device, disp.dtype).flip(0)
+    moved = disp.movedim(1, -1).flip(-1)  # (B, *spatial, ndim), reversed axis order
+    return torch.addcmul(base, moved, scale)
+
+
+def _grid_to_voxels(grid: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_voxels_to_grid`: grid_sample grid -> displacement in voxels."""
+    spatial = grid.shape[1:-1]
+    base = _identity_in_grid_units(spatial, grid.device, grid.dtype)
+    scale = _grid_scale(spatial, grid.device, grid.dtype)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    disp_grid = (grid - base).flip(-1).movedim(-1, 1)  # (B, ndim, *spatial), tensor order
+    view = (1, -1) + (1,) * len(spatial)
+    return disp_grid / safe.view(view) * (scale > 0).to(grid.dtype).view(view)
+
+
+def _identity_in_grid_units(spatial: Sequence[int], device, dtype) -> torch.Tensor:
+    """Identity sampling grid in grid_sample units: ``(*spatial, ndim)``, reversed axes."""
+    axes = [
+        torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype) if n > 1
+        else torch.zeros(1, device=device, dtype=dtype)
+        for n in spatial
+    ]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], dim=-1)
+
+
+def disp_to_grid(disp: torch.Tensor) -> torch.Tensor:
+    """Public form of the conversion to grid_sample: ``(B, ndim, *s)`` -> ``(B, *s, ndim)``.
+
+    Useful to compare with libraries that store normalised grids.
+    """
+    check_disp(disp)
+    return _voxels_to_grid(disp)
+
+
+def grid_to_disp(grid: torch.Tensor) -> torch.Tensor:
+    """Convert a grid_sample grid ``(B, *spatial, ndim)`` to a displacement in voxels."""
+    check_tensor(grid, "grid")
+    if grid.dim() not in (4, 5) or grid.shape[-1] != grid.dim() - 2:
+        raise ValueError(
+            f"`grid` must have shape (B, H, W, 2) or (B, D, H, W, 3), got {tuple(grid.shape)}."
+        )
+    check_floating(grid, "grid")
+    return _grid_to_voxels(grid)
+
+
+# ---------------------------------------------------------------------------
+# warping
+# ---------------------------------------------------------------------------
+
+
+def _resample(image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear",
+              padding: str = "border", base: torch.Tensor | None = None) -> torch.Tensor:
+    """Unchecked warp used by hot loops (integration, models). Same contract as :func:`warp`."""
+    batch = max(image.shape[0], disp.shape[0])
+    grid = _voxels_to_grid(disp, base)
+    if grid.shape[0] != batch:
+        grid = grid.expand(batch, *grid.shape[1:])
+    if image.shape[0] != batch:
+        image = image.expand(batch, *image.shape[1:])
+    return F.grid_sample(image, grid, mode=mode, padding_mode=padding, align_corners=True)
+
+
+def warp(image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear",
+         padding: str = "border") -> torch.Tensor:
+    """Pull ``image`` through ``disp``: ``out(x) = image(x + disp(x))``.
+
+    Args:
+        image: ``(B, C, *spatial)`` floating tensor.
+        disp: ``(B, ndim, *spatial)`` displacement in voxels (batch 1 broadcasts).
+        mode: ``"bilinear"`` (trilinear in 3D) or ``"nearest"``.
+        padding: value outside the image: ``"border"`` repeats the edge voxel,
+            ``"zeros"`` gives 0, ``"reflection"`` mirrors.
+
+    Returns:
+        ``(B, C, *spatial)``, same dtype and device as ``image``; differentiable
+        with respect to both ``image`` and ``disp`` (bilinear mode).
+    """
+    ndim = check_image(image, "image")
+    check_floating(image, "image")
+    check_disp(disp, "disp", ndim=ndim, spatial=image.shape[2:])
+    check_batch(image, disp, "image", "disp")
+    check_choice(mode, "mode", list(_INTERPOLATION))
+    check_choice(padding, "padding", _PADDING)
+    check_finite(image, "image")
+    check_finite(disp, "disp")
+    return _resample(image, disp.to(image.dtype), _INTERPOLATION[mode], padding)
+
+
+def warp_labels(labels: torch.Tensor, disp: torch.Tensor, method: str = "nearest",
+                padding: str = "border") -> torch.Tensor:
+    """Warp an integer label map ``(B, 1, *spatial)`` through ``disp``.
+
+    ``method="nearest"`` takes the label of the nearest voxel (fast, blocky).
+    ``method="onehot"`` warps each label's indicator bilinearly and takes the
+    label with the largest interpolated value: smoother boundaries, one
+    interpolation per label present. Returns labels of the input's dtype.
+    """
+    ndim = check_image(labels, "labels")
+    check_disp(disp, "disp", ndim=ndim, spatial=labels.shape[2:])
+    check_batch(labels, disp, "labels", "disp")
+    check_choice(method, "method", ("nearest", "onehot"))
+    check_choice(padding, "padding", _PADDING)
+    if labels.shape[1] != 1:
+        raise ValueError(
+            f"`labels` must have one channel (B, 1, *spatial), got {tuple(labels.shape)}. "
+            f"For one-hot maps use warp(one_hot.float(), disp) and take the argmax."
+        )
+    check_finite(disp, "disp")
+    dtype = disp.dtype
+    if method == "nearest":
+        warped = _resample(labels.to(dtype), disp, "nearest", padding)
+        return warped.round().to(labels.dtype)
+    values = torch.unique(labels)
+    onehot = (labels == values.view(1, -1, *([1] * ndim))).to(dtype)
+    warped = _resample(onehot, disp, "bilinear", padding)
+    return values[warped.argmax(dim=1, keepdim=True)].to(labels.dtype)
+
+
+def compose(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Displacement of "apply ``v`` then ``u``": ``compose(u, v)(x) = v(x) + u(x + v(x))``.
+
+    With pulling warps, ``warp(warp(img, u), v) == warp(img, compose(u, v))`` up to
+    interpolation. Both fields ``(B, ndim, *spatial)`` in voxels.
+    """
+    ndim = check_disp(u, "u")
+    check_disp(v, "v", ndim=ndim, spatial=u.shape[2:])
+    check_batch(u, v, "u", "v")
+    return v + _resample(u, v)
+
+
+def integrate(velocity: torch.Tensor, steps: int = 7) -> torch.Tensor:
+    """Displacement of ``exp(velocity)`` by scaling and squaring.
+
+    A stationary velocity field ``(B, ndim, *spatial)`` (voxels per unit time)
+    is scaled by ``1 / 2**steps`` (small enough that ``x + v/2**steps`` is
+    invertible), then composed with itself ``steps`` times:
+    ``phi_{k+1} = phi_k o phi_k``. With ``steps=0`` the velocity is returned as
+    the displacement. The result is diffeomorphic when the first scaled step is
+    small compared with the field's smoothness.
+    """
+    check_disp(velocity, "velocity")
+    check_positive_int(steps, "steps", minimum=0)
+    check_finite(velocity, "velocity")
+    return _integrate(velocity, steps)
+
+
+def _integrate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
+    """Unchecked scaling and squaring; the identity grid is built once for all steps."""
+    disp = velocity / (2 ** steps)
+    base = _identity_in_grid_units(velocity.shape[2:], velocity.device, velocity.dtype)
+    for _ in range(steps):
+        disp = disp + _resample(disp, disp, base=base)
+    return disp
+
+
+# ---------------------------------------------------------------------------
+# affine transforms
+# ---------------------------------------------------------------------------
+
+
+def _check_affine(A: torch.Tensor) -> int:
+    check_tensor(A, "A")
+    if A.dim() != 3 or A.shape[1] not in (2, 3) or A.shape[2] != A.shape[1] + 1:
+        raise ValueError(
+            f"`A` must have shape (B, ndim, ndim + 1), i.e. (B, 2, 3) in 2D or (B, 3, 4) "
+            f"in 3D, got {tuple(A.shape)}. Add a batch axis with A[None]."
+        )
+    check_floating(A, "A")
+    return A.shape[1]
+
+
+def affine_to_disp(A: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Dense displacement ``(B, ndim, *shape)`` of the affine map ``y = M x + t``.
+
+    ``A = [M | t]`` is ``(B, ndim, ndim + 1)`` on voxel indices; the result is
+    ``y - x`` at every voxel, ready for :func:`warp`.
+    """
+    ndim = _check_affine(A)
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != ndim:
+        raise ValueError(f"`shape` must have {ndim} entries for a {ndim}D affine, got {shape}.")
+    grid = identity_grid(shape, A.device, A.dtype).reshape(ndim, -1)  # (ndim, N)
+    linear = A[:, :, :ndim] - torch.eye(ndim, device=A.device, dtype=A.dtype)
+    disp = linear @ grid + A[:, :, ndim:]  # (B, ndim, N)
+    return disp.reshape(A.shape[0], ndim, *shape)
+
+
+def affine_identity(ndim: int, batch: int = 1, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The identity affine ``[I | 0]``: ``(batch, ndim, ndim + 1)``."""
+    eye = torch.eye(ndim, ndim + 1, device=device, dtype=dtype)
+    return eye.expand(batch, ndim, ndim + 1).clone()
+
+
+def _about_centre(linear: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Affine ``[M | c - M c]`` that applies ``M`` about the image centre ``c``."""
+    centre = torch.tensor([(n - 1) / 2 for n in shape], device=linear.device, dtype=linear.dtype)
+    offset = centre - linear @ centre
+    return torch.cat([linear, offset.unsqueeze(-1)], dim=-1)
+
+
+def _as_batch(values, count: int, device, dtype) -> torch.Tensor:
+    """Turn a number, a list of ``count`` numbers or a ``(B, count)`` tensor into ``(B, count)``."""
+    t = torch.as_tensor(values, device=device, dtype=dtype)
+    if t.dim() == 0:
+        t = t.expand(count)
+    if t.dim() == 1:
+        t = t.unsqueeze(0)
+    if t.dim() != 2 or t.shape[1] != count:
+        raise ValueError(
+            f"expected a number, {count} numbers or a (B, {count}) tensor, got shape {tuple(t.shape)}."
+        )
+    return t
+
+
+def _plane_rotation(angle: torch.Tensor, ndim: int, axes: tuple[int, int]) -> torch.Tensor:
+    """Rotation matrices ``(B, ndim, ndim)`` by ``angle`` (B,) radians in the plane of ``axes``."""
+    i, j = axes
+    R = torch.eye(ndim, device=angle.device, dtype=angle.dtype).repeat(angle.shape[0], 1, 1)
+    c, s = torch.cos(angle), torch.sin(angle)
+    R[:, i, i], R[:, i, j], R[:, j, i], R[:, j, j] = c, -s, s, c
+    return R
+
+
+def rotation(angles, shape: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Affine ``(B, ndim, ndim + 1)`` rotating about the image centre, angles in radians.
+
+    2D: one angle, in the plane of axes (0, 1). 3D: three angles, rotations in
+    the planes (1, 2), (0, 2) and (0, 1) (about axes 0, 1 and 2), applied in that
+    order. Because warps pull, the *image* appears rotated by ``-angle``.
+    """
+    ndim = len(shape)
+    planes = [(0, 1)] if ndim == 2 else [(1, 2), (0, 2), (0, 1)]
+    angles = _as_batch(angles, len(planes), device, dtype)
+    R = torch.eye(ndim, device=angles.device, dtype=dtype).expand(angles.shape[0], ndim, ndim)
+    for k, plane in enumerate(planes):
+        R = R @ _plane_rotation(angles[:, k], ndim, plane)
+    return _about_centre(R, shape)
+
+
+def scaling(factors, shape: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Affine scaling each axis by ``factors`` about the image centre (factor > 1 samples farther out,
+    so the image appears shrunk)."""
+    ndim = len(shape)
+    factors = _as_batch(factors, ndim, device, dtype)
+    return _about_centre(torch.diag_embed(factors), shape)
+
+
+def shear(amounts, shape: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Affine shear about the image centre.
+
+    2D: one amount ``s``, ``M = [[1, s], [0, 1]]``. 3D: three amounts filling
+    the upper triangle ``M[0, 1], M[0, 2], M[1, 2]``.
+    """
+    ndim = len(shape)
+    pairs = [(i, j) for i in range(ndim) for j in range(i + 1, ndim)]
+    amounts = _as_batch(amounts, len(pairs), device, dtype)
+    M = torch.eye(ndim, device=amounts.device, dtype=dtype).repeat(amounts.shape[0], 1, 1)
+    for k, (i, j) in enumerate(pairs):
+        M[:, i, j] = amounts[:, k]
+    return _about_centre(M, shape)
+
+
+def translation(offsets, ndim: int | None = None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Affine translation by ``offsets`` voxels along each axis: samples at ``x + offsets``."""
+    offsets = torch.as_tensor(offsets, device=device, dtype=dtype)
+    ndim = ndim or offsets.shape[-1]
+    offsets = _as_batch(offsets, ndim, device, dtype)
+    eye = torch.eye(ndim, device=offsets.device, dtype=dtype).expand(offsets.shape[0], ndim, ndim)
+    return torch.cat([eye, offsets.unsqueeze(-1)], dim=-1)
+
+
+def compose_affine(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Affine equivalent to warping with ``first`` and then with ``second``.
+
+    Like :func:`compose` for fields: the sampling location is
+    ``first(second(x))``, so the result is ``first @ second`` in homogeneous form.
+    """
+    ndim = _check_affine(first)
+    if _check_affine(second) != ndim:
+        raise ValueError("`first` and `second` must both be 2D or both 3D affines.")
+    M = first[:, :, :ndim] @ second[:, :, :ndim]
+    t = first[:, :, :ndim] @ second[:, :, ndim:] + first[:, :, ndim:]
+    return torch.cat([M, t], dim=-1)
+
+
+# ---------------------------------------------------------------------------
+# resampling fields and their Jacobian
+# ---------------------------------------------------------------------------
+
+
+def resize_disp(disp: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Resample a field to a new grid ``shape`` and rescale its values.
+
+    A displacement of ``d`` voxels on an axis of ``n`` voxels becomes
+    ``d * (m - 1) / (n - 1)`` voxels on an axis of ``m`` voxels (the image
+    spans the same physical extent, align_corners=True). Linear interpolation.
+    """
+    ndim = check_disp(disp)
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != ndim:
+        raise ValueError(f"`shape` must have {ndim} entries for a {ndim}D field, got {shape}.")
+    return _resize_disp(disp, shape)
+
+
+def _resize_disp(disp: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    old = disp.shape[2:]
+    if tuple(old) == shape:
+        return disp
+    mode = "bilinear" if len(shape) == 2 else "trilinear"
+    resized = F.interpolate(disp, size=shape, mode=mode, align_corners=True)
+    factors = [(m - 1) / (n - 1) if n > 1 else 1.0 for m, n in zip(shape, old, strict=True)]
+    factors = torch.tensor(factors, device=disp.device, dtype=disp.dtype)
+    return resized * factors.view(1, -1, *([1] * len(shape)))
+
+
+def jacobian_det(disp: torch.Tensor) -> torch.Tensor:
+    """Determinant of the Jacobian of ``x -> x + disp(x)``: ``(B, *spatial)``.
+
+    Derivatives are central differences inside and one-sided at the border,
+    exactly like ``numpy.gradient``. ``det > 1`` means local expansion,
+    ``0 < det < 1`` compression, ``det <= 0`` folding (the map is not invertible there).
+    """
+    ndim = check_disp(disp)
+    if min(disp.shape[2:]) < 2:
+        raise ValueError(f"`disp` needs at least 2 voxels along every axis, got {tuple(disp.shape[2:])}.")
+    return _jacobian_det(disp, ndim)
+
+
+def _jacobian_det(disp: torch.Tensor, ndim: int) -> torch.Tensor:
+    grads = torch.gradient(disp, dim=tuple(range(2, 2 + ndim)))
+    # J[i][j] = d(x_i + u_i)/dx_j
+    J = [[grads[j][:, i] + (1.0 if i == j else 0.0) for j in range(ndim)] for i in range(ndim)]
+    if ndim == 2:
+        return J[0][0] * J[1][1] - J[0][1] * J[1][0]
+    return (
+        J[0][0] * (J[1][1] * J[2][2] - J[1][2] * J[2][1])
+        - J[0][1] * (J[1][0] * J[2][2] - J[1][2] * J[2][0])
+        + J[0][2] * (J[1][0] * J[2][1] - J[1][1] * J[2][0])
+    )
+
+
+def disp_to_mm(disp: torch.Tensor, spacing: Sequence[float]) -> torch.Tensor:
+    """Convert a field in voxels to millimetres, given the voxel ``spacing`` per axis (mm)."""
+    ndim = check_disp(disp)
+    if len(spacing) != ndim:
+        raise ValueError(f"`spacing` must have {ndim} entries, got {list(spacing)}.")
+    s = torch.tensor([float(x) for x in spacing], device=disp.device, dtype=disp.dtype)
+    return disp * s.view(1, -1, *([1] * ndim))
+

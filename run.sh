@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# regedu's two commands, each of which sets up everything it needs first:
+#
+#   bash run.sh course   # install into ./.venv and open the course in JupyterLab
+#   bash run.sh test     # install into ./.venv (with test tools) and run lint + the whole test suite
+#
+# Set-up is idempotent: a second run reuses ./.venv and reinstalls only when pyproject.toml changed.
+# PYTHON=python3.12 picks the interpreter; REGEDU_TORCH="..." picks the torch build (see scripts/install_torch.sh).
+set -euo pipefail
+cd "$(dirname "$0")"
+task="${1:-}"
+shift || true
+venv=".venv"
+python="${PYTHON:-python3}"
+
+setup() {
+    local extras="$1"
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -c 'import sys; assert sys.version_info >= (3, 10), "regedu needs Python >= 3.10"' \
+            || { echo "[regedu] $python is older than 3.10: set PYTHON=python3.11 (or newer)"; exit 1; }
+        echo "[regedu] creating $venv with $("$python" --version)"
+        "$python" -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --upgrade pip
+    fi
+    bash scripts/install_torch.sh "$venv/bin/python"
+    local stamp="$venv/.regedu-installed-$extras"
+    local wanted
+    wanted=$(cat pyproject.toml | cksum)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+        echo "[regedu] installing regedu${extras:+[$extras]} and its dependencies (first time: a few minutes)"
+        "$venv/bin/python" -m pip install --quiet -e ".${extras:+[$extras]}"
+        echo "$wanted" > "$stamp"
+    fi
+}
+
+case "$task" in
+    course)
+        setup ""
+        echo "[regedu] opening the course: start with notebooks/00_start_here.ipynb"
+        exec "$venv/bin/jupyter" lab notebooks/ "$@"
+        ;;
+    test)
+        setup "test"
+        echo "[regedu] lint (ruff)"
+        "$venv/bin/ruff" check .
+        echo "[regedu] tests (unit, oracle, notebooks) with REGEDU_FAST=1"
+        REGEDU_FAST=1 MPLBACKEND=Agg exec "$venv/bin/python" -m pytest -n "${REGEDU_TEST_WORKERS:-2}" "$@"
+        ;;
+    *)
+        echo "usage: bash run.sh course | test   (see README.md)"
+        exit 2
+        ;;
+esac
