@@ -1,0 +1,424 @@
+"""Evaluation metrics: how good is a registration, and how plausible is its field?
+
+Every metric returns one value per batch item (and per label where labels
+apply), as a tensor whose first axis is the batch, computed without gradient
+and placed on the input's device. Lower is better for all of them except Dice.
+
+* overlap of label maps: :func:`dice` (1 = perfect, 0 = no overlap);
+* boundary distance of label maps: :func:`hd95` (voxels, or mm with ``spacing``);
+* landmark distance: :func:`tre` (voxels, or mm with ``spacing``);
+* regularity of a displacement field, from its Jacobian determinant
+  (:func:`regedu.warps.jacobian_det`): :func:`folding_fraction`,
+  :func:`sdlogj`, :func:`min_jacobian`.
+
+Undefined values are NaN, never a made-up number: Dice and HD95 of a label
+that neither map contains (HD95 is ``inf`` when only one of them contains it).
+Average such tables with ``torch.nanmean``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from numbers import Real
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .checks import (
+    check_batch,
+    check_choice,
+    check_disp,
+    check_finite,
+    check_image,
+    check_same_shape,
+    check_tensor,
+)
+from .warps import jacobian_det
+
+__all__ = ["dice", "folding_fraction", "sdlogj", "min_jacobian", "hd95", "tre"]
+
+_SDLOGJ_CONVENTIONS = ("clip", "learn2reg")
+_LEARN2REG_CROP = 2  # voxels dropped at each border by the Learn2Reg evaluation
+_LEARN2REG_SHIFT = 3.0  # added to the determinant by the Learn2Reg evaluation before the log
+_LEARN2REG_MAX = 1e9  # upper clip of the Learn2Reg evaluation
+
+
+# ---------------------------------------------------------------------------
+# input checks (composed from regedu.checks)
+# ---------------------------------------------------------------------------
+
+
+def _check_label_map(x, name: str, ndim: int | None = None) -> int:
+    """Check an integer (or boolean) label map ``(B, 1, *spatial)``; return ``ndim``."""
+    found = check_image(x, name, ndim)
+    if x.is_floating_point() or x.is_complex():
+        raise TypeError(
+            f"`{name}` must be an integer label map (or a boolean mask), got dtype {x.dtype}. "
+            f"Label maps read as floats can be converted with `{name}.round().long()`."
+        )
+    if x.shape[1] != 1:
+        raise ValueError(
+            f"`{name}` must be a label map with one channel, shape (B, 1, *spatial), got shape "
+            f"{tuple(x.shape)}. A one-hot map (B, L, *spatial) converts with "
+            f"`{name}.argmax(1, keepdim=True)`."
+        )
+    return found
+
+
+def _check_label_pair(a, b) -> tuple[int, int]:
+    """Check two label maps that are compared voxel by voxel; return ``(ndim, batch)``."""
+    ndim = _check_label_map(a, "a")
+    _check_label_map(b, "b", ndim)
+    check_same_shape(a, b, "a", "b")
+    return ndim, check_batch(a, b, "a", "b")
+
+
+def _label_values(a: torch.Tensor, b: torch.Tensor, labels) -> list[int]:
+    """The label values to score: ``labels`` as a list, or every value but 0 found in ``a`` or ``b``."""
+    if labels is None:
+        found = set(torch.unique(a).tolist()) | set(torch.unique(b).tolist())
+        values = sorted(int(v) for v in found if v != 0)
+        if not values:
+            raise ValueError(
+                "`a` and `b` contain only the background label 0, so there is nothing to score. "
+                "Pass labels=[0] to score the background, or check that the right maps were given."
+            )
+        return values
+    if isinstance(labels, (torch.Tensor, np.ndarray)):
+        labels = labels.tolist()
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+        labels = [labels]
+    if not isinstance(labels, Sequence) or len(labels) == 0:
+        raise ValueError(f"`labels` must be a non-empty list of integer label values, got {labels!r}.")
+    for value in labels:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(
+                f"`labels` must contain integer label values, got {value!r} "
+                f"({type(value).__name__}) in {list(labels)!r}."
+            )
+    return [int(v) for v in labels]
+
+
+def _check_field(disp, name: str = "disp") -> int:
+    """Check a finite displacement field ``(B, ndim, *spatial)``; return ``ndim``."""
+    ndim = check_disp(disp, name)
+    check_finite(disp, name)
+    return ndim
+
+
+def _check_spacing(spacing, ndim: int) -> tuple[float, ...]:
+    """Voxel size per axis in mm: ``None`` -> all 1 (results in voxels), a number -> isotropic."""
+    if spacing is None:
+        return (1.0,) * ndim
+    if isinstance(spacing, (torch.Tensor, np.ndarray)):
+        spacing = spacing.tolist()
+    if isinstance(spacing, Real) and not isinstance(spacing, bool):
+        spacing = [spacing] * ndim
+    if (not isinstance(spacing, Sequence) or len(spacing) != ndim
+            or not all(isinstance(s, Real) and not isinstance(s, bool) for s in spacing)):
+        raise ValueError(
+            f"`spacing` must give the voxel size in mm along each of the {ndim} axes, in tensor "
+            f"axis order (or one number for isotropic voxels), got {spacing!r}."
+        )
+    values = tuple(float(s) for s in spacing)
+    if not all(math.isfinite(s) and s > 0 for s in values):
+        raise ValueError(f"`spacing` values must be finite and positive (mm per voxel), got {values}.")
+    return values
+
+
+def _check_points(points, name: str, ndim: int) -> None:
+    """Check landmarks ``(B, N, ndim)`` given as (integer or floating) voxel coordinates."""
+    check_tensor(points, name)
+    if points.dim() != 3 or points.shape[-1] != ndim or points.shape[1] == 0:
+        raise ValueError(
+            f"`{name}` must have shape (B, N, {ndim}): N >= 1 landmarks of {ndim} voxel coordinates "
+            f"each, in tensor axis order, got shape {tuple(points.shape)}. "
+            f"A single list of landmarks of shape (N, {ndim}) becomes a batch with `{name}[None]`."
+        )
+    if points.dtype == torch.bool or points.is_complex():
+        raise TypeError(f"`{name}` must hold real voxel coordinates, got dtype {points.dtype}.")
+    check_finite(points, name)
+
+
+def _check_inside(points: torch.Tensor, name: str, spatial: Sequence[int]) -> None:
+    """Raise unless every landmark lies inside the grid: ``0 <= p_k <= n_k - 1`` on each axis."""
+    for axis, size in enumerate(spatial):
+        coordinate = points[..., axis]
+        low, high = float(coordinate.min()), float(coordinate.max())
+        if low < 0 or high > size - 1:
+            raise ValueError(
+                f"`{name}` must be voxel coordinates inside the fixed grid, 0 .. {size - 1} along "
+                f"axis {axis}, got values from {low:g} to {high:g}. Landmarks in mm must be divided "
+                f"by the spacing; landmarks in (x, y, z) order may need their last axis flipped."
+            )
+
+
+# ---------------------------------------------------------------------------
+# overlap
+# ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def dice(a: torch.Tensor, b: torch.Tensor, labels=None) -> torch.Tensor:
+    """Dice overlap of each label: ``2 |A ∩ B| / (|A| + |B|)``, shape ``(B, L)``.
+
+    Args:
+        a, b: integer label maps (or boolean masks) ``(B, 1, *spatial)`` on one grid;
+            a batch of 1 is compared with every item of the other.
+        labels: the label values to score, in the order of the output columns.
+            Default: every value found in ``a`` or ``b`` except 0 (background), sorted.
+
+    Returns:
+        ``(B, L)`` in the default floating dtype, on the inputs' device. Range
+        [0, 1], higher is better: 1 for identical regions, 0 for disjoint ones.
+        A label that neither map of an item contains gives NaN (0 / 0: there is
+        nothing to overlap); average with ``torch.nanmean`` to skip it.
+    """
+    _check_label_pair(a, b)
+    values = _label_values(a, b, labels)
+    scores = [_dice_of_masks(a == value, b == value) for value in values]
+    return torch.stack(scores, dim=1)
+
+
+def _dice_of_masks(in_a: torch.Tensor, in_b: torch.Tensor) -> torch.Tensor:
+    """Dice of boolean masks ``(B, 1, *spatial)`` -> ``(B,)``: voxel counts are exact integers."""
+    overlap = (in_a & in_b).flatten(1).sum(1)
+    total = in_a.flatten(1).sum(1) + in_b.flatten(1).sum(1)
+    dtype = torch.get_default_dtype()
+    return 2 * overlap.to(dtype) / total.to(dtype)
+
+
+# ---------------------------------------------------------------------------
+# regularity of the field (Jacobian determinant)
+# ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def folding_fraction(disp: torch.Tensor) -> torch.Tensor:
+    """Share of voxels where the map ``x -> x + disp(x)`` folds: ``det J <= 0``, shape ``(B,)``.
+
+    ``disp`` is ``(B, ndim, *spatial)`` in voxels. The result is a fraction in
+    [0, 1] (multiply by 100 for the percentage usually reported), 0 for a
+    field that nowhere folds; lower is better. The determinant is the same in
+    voxel and mm units, so no spacing is needed.
+    """
+    _check_field(disp)
+    folded = jacobian_det(disp) <= 0
+    return folded.flatten(1).to(disp.dtype).mean(1)
+
+
+@torch.no_grad()
+def min_jacobian(disp: torch.Tensor) -> torch.Tensor:
+    """Smallest Jacobian determinant of ``x -> x + disp(x)`` per item, shape ``(B,)``.
+
+    Positive means the map is locally invertible everywhere (1 = no volume
+    change); zero or negative means it folds somewhere.
+    """
+    _check_field(disp)
+    return jacobian_det(disp).flatten(1).amin(1)
+
+
+@torch.no_grad()
+def sdlogj(disp: torch.Tensor, clip: float = 1e-9, convention: str = "clip") -> torch.Tensor:
+    """Standard deviation of the log Jacobian determinant, shape ``(B,)``; lower is smoother.
+
+    ``J(x) = det(I + grad disp(x))`` from :func:`regedu.warps.jacobian_det`; the
+    standard deviation is taken over all voxels of an item (population
+    formula, like ``numpy.std``). 0 for any field with a constant determinant
+    (e.g. an affine map), whatever its volume change.
+
+    Two conventions:
+
+    * ``"clip"`` (default): ``std(log(max(J, clip)))`` over every voxel. A folded
+      voxel (``J <= 0``) counts as ``log(clip)`` (about -20.7 for 1e-9), so any
+      folding makes the value large: report :func:`folding_fraction` beside it.
+    * ``"learn2reg"``: the formula of the Learn2Reg challenge evaluation,
+      ``std(log(clip(J + 3, clip, 1e9)))`` over the Jacobian cropped by 2 voxels
+      at every border (the challenge's finite differences are wrong there). The
+      ``+ 3`` keeps the log defined for mildly folded voxels but shrinks the
+      number: near ``J = 1``, ``log(J + 3) ~ log 4 + (J - 1) / 4`` while
+      ``log J ~ J - 1``, so values are about 4 times smaller than with ``"clip"``.
+      Compare only numbers computed with the same convention.
+
+    Args:
+        disp: ``(B, ndim, *spatial)`` displacement in voxels (at least 5 voxels
+            per axis for ``"learn2reg"``).
+        clip: smallest value allowed into the log, > 0.
+        convention: ``"clip"`` or ``"learn2reg"``.
+
+    Returns:
+        ``(B,)`` in ``disp``'s dtype and device, >= 0.
+    """
+    _check_field(disp)
+    check_choice(convention, "convention", _SDLOGJ_CONVENTIONS)
+    if isinstance(clip, bool) or not isinstance(clip, Real) or not 0 < clip < _LEARN2REG_MAX:
+        raise ValueError(f"`clip` must be a small positive number such as 1e-9, got {clip!r}.")
+    det = jacobian_det(disp)
+    if convention == "learn2reg":
+        det = _crop_border(det, _LEARN2REG_CROP) + _LEARN2REG_SHIFT
+        log_det = torch.log(det.clamp(clip, _LEARN2REG_MAX))
+    else:
+        log_det = torch.log(det.clamp(min=clip))
+    return log_det.flatten(1).std(dim=1, correction=0)
+
+
+def _crop_border(volume: torch.Tensor, width: int) -> torch.Tensor:
+    """Drop ``width`` voxels at both ends of every spatial axis of ``(B, *spatial)``."""
+    spatial = volume.shape[1:]
+    if min(spatial) <= 2 * width:
+        raise ValueError(
+            f"the Learn2Reg convention drops {width} voxels at every border, so `disp` needs more "
+            f"than {2 * width} voxels along every axis, got spatial shape {tuple(spatial)}. "
+            f"Use convention='clip' for small fields."
+        )
+    return volume[(slice(None),) + (slice(width, -width),) * len(spatial)]
+
+
+# ---------------------------------------------------------------------------
+# boundary distance
+# ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def hd95(a: torch.Tensor, b: torch.Tensor, labels=None, spacing=None) -> torch.Tensor:
+    """95th-percentile symmetric Hausdorff distance between label surfaces, shape ``(B, L)``.
+
+    For each label, the surface of a region is its voxels that have a face
+    neighbour outside it (voxels on the image border included). Every surface
+    voxel of ``a`` gets its Euclidean distance to the nearest surface voxel of
+    ``b`` (and vice versa); HD95 is the **larger of the two directed 95th
+    percentiles** (linear interpolation, like ``numpy.percentile``). This is
+    the definition of MONAI, of DeepMind's ``surface-distance`` package and of
+    the Learn2Reg evaluation; some tools (e.g. medpy) instead take the 95th
+    percentile of both distance sets pooled together, which can be smaller.
+
+    Args:
+        a, b: integer label maps (or boolean masks) ``(B, 1, *spatial)`` on one grid.
+        labels: label values to score (default: every value but 0 found in ``a`` or ``b``).
+        spacing: voxel size in mm per axis, in tensor axis order (or one number);
+            ``None`` gives distances in voxels.
+
+    Returns:
+        ``(B, L)`` in the default floating dtype on the inputs' device; >= 0,
+        0 for identical regions, lower is better. A label present in only one
+        of the two maps gives ``inf`` (no surface to measure to); a label in
+        neither gives NaN. Average with ``torch.nanmean`` after dealing with
+        ``inf`` (e.g. ``torch.isfinite``).
+
+    Runs on the CPU with ``scipy.ndimage`` (each label is cropped to the box
+    around both regions first, so small structures in large volumes are cheap).
+    """
+    ndim, batch = _check_label_pair(a, b)
+    sampling = _check_spacing(spacing, ndim)
+    values = _label_values(a, b, labels)
+    maps_a = a.expand(batch, *a.shape[1:])[:, 0].cpu().numpy()
+    maps_b = b.expand(batch, *b.shape[1:])[:, 0].cpu().numpy()
+    distances = [
+        [_hd95_of_masks(maps_a[item] == value, maps_b[item] == value, sampling) for value in values]
+        for item in range(batch)
+    ]
+    return torch.tensor(distances, dtype=torch.get_default_dtype(), device=a.device)
+
+
+def _hd95_of_masks(mask_a: np.ndarray, mask_b: np.ndarray, sampling: tuple[float, ...]) -> float:
+    """HD95 between two boolean masks (numpy, one item): max of the two directed 95th percentiles."""
+    if not mask_a.any() and not mask_b.any():
+        return math.nan
+    if not mask_a.any() or not mask_b.any():
+        return math.inf
+    box = ndimage.find_objects((mask_a | mask_b).astype(np.int8))[0]
+    surface_a, surface_b = _surface(mask_a[box]), _surface(mask_b[box])
+    a_to_b = _distance_to(surface_b, sampling)[surface_a]
+    b_to_a = _distance_to(surface_a, sampling)[surface_b]
+    return float(max(np.percentile(a_to_b, 95), np.percentile(b_to_a, 95)))
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` with at least one face neighbour outside it (or outside the array)."""
+    return mask & ~ndimage.binary_erosion(mask)
+
+
+def _distance_to(surface: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
+    """Euclidean distance (in units of ``sampling``) from every voxel to the nearest ``surface`` voxel."""
+    return ndimage.distance_transform_edt(~surface, sampling=sampling)
+
+
+# ---------------------------------------------------------------------------
+# landmark distance
+# ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def tre(points_fixed: torch.Tensor, points_moving: torch.Tensor, disp: torch.Tensor,
+        spacing=None) -> torch.Tensor:
+    """Target registration error: mean distance between mapped and true landmarks, shape ``(B,)``.
+
+    A fixed landmark ``x`` maps to ``x + disp(x)`` in the moving image (warps
+    pull, so ``disp`` on the fixed grid points into the moving image); its
+    error is the Euclidean distance to the corresponding moving landmark.
+    ``disp`` is interpolated linearly between voxels, exactly as
+    :func:`regedu.warps.warp` would sample it. (The Learn2Reg evaluation
+    samples it with cubic splines, ``scipy.ndimage.map_coordinates``' default;
+    results differ slightly for non-smooth fields.)
+
+    Args:
+        points_fixed: ``(B, N, ndim)`` voxel coordinates on the fixed grid, in
+            tensor axis order; they must lie inside the grid.
+        points_moving: ``(B, N, ndim)`` the corresponding voxel coordinates in the
+            moving image (same grid size as the fixed one).
+        disp: ``(B, ndim, *spatial)`` displacement in voxels.
+        spacing: voxel size in mm per axis (or one number); ``None`` gives voxels.
+        A batch of 1 in any argument is shared by every item.
+
+    Returns:
+        ``(B,)`` mean error over the N landmarks, in ``disp``'s dtype and device;
+        >= 0, lower is better.
+    """
+    ndim = _check_field(disp)
+    _check_points(points_fixed, "points_fixed", ndim)
+    _check_points(points_moving, "points_moving", ndim)
+    if points_fixed.shape[1] != points_moving.shape[1]:
+        raise ValueError(
+            f"`points_fixed` and `points_moving` must pair up landmarks one to one, got "
+            f"{points_fixed.shape[1]} and {points_moving.shape[1]} landmarks."
+        )
+    batch = max(check_batch(points_fixed, disp, "points_fixed", "disp"),
+                check_batch(points_moving, disp, "points_moving", "disp"),
+                check_batch(points_fixed, points_moving, "points_fixed", "points_moving"))
+    _check_inside(points_fixed, "points_fixed", disp.shape[2:])
+    mm_per_voxel = torch.tensor(_check_spacing(spacing, ndim), device=disp.device, dtype=disp.dtype)
+
+    fixed = points_fixed.to(disp.device, disp.dtype).expand(batch, -1, -1)
+    moving = points_moving.to(disp.device, disp.dtype).expand(batch, -1, -1)
+    field = disp.expand(batch, *disp.shape[1:])
+    mapped = fixed + _sample_at_points(field, fixed)
+    return ((mapped - moving) * mm_per_voxel).norm(dim=-1).mean(dim=1)
+
+
+def _sample_at_points(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of ``field`` ``(B, C, *spatial)`` at ``points`` ``(B, N, ndim)`` -> ``(B, N, C)``.
+
+    Points are voxel coordinates inside the grid. Each value is the weighted
+    sum of the ``2**ndim`` voxels around the point, the weight of a corner
+    being the product over axes of ``1 - distance`` to it: the same numbers
+    as ``warp(..., mode="bilinear")``, for scattered points instead of a grid.
+    """
+    spatial = field.shape[2:]
+    last_index = torch.tensor(spatial, device=points.device) - 1
+    lower = points.floor().long().clamp(min=0)
+    upper = torch.minimum(lower + 1, last_index)
+    fraction = points - lower.to(points.dtype)
+    strides = [math.prod(spatial[axis + 1:]) for axis in range(len(spatial))]
+    flat = field.flatten(2)  # (B, C, V): voxel (i, j[, k]) sits at i * stride_0 + j * stride_1 (+ k)
+
+    result = torch.zeros(points.shape[:2] + field.shape[1:2], device=field.device, dtype=field.dtype)
+    for corner in itertools.product((0, 1), repeat=len(spatial)):
+        index = sum((upper if up else lower)[..., axis] * strides[axis] for axis, up in enumerate(corner))
+        weight = math.prod(fraction[..., axis] if up else 1 - fraction[..., axis]
+                           for axis, up in enumerate(corner))
+        values = flat.gather(2, index.unsqueeze(1).expand(-1, field.shape[1], -1))  # (B, C, N)
+        result = result + weight.unsqueeze(-1) * values.transpose(1, 2)
+    return result
