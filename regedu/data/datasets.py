@@ -1,0 +1,379 @@
+"""torch Datasets of registration pairs: synthetic subjects, SynthMorph pairs, NIfTI files.
+
+Every item is a dict of tensors *without* the batch axis, so a ``DataLoader`` batches them:
+
+* ``moving``, ``fixed``: float32 ``(1, *spatial)`` images in [0, 1];
+* ``moving_labels``, ``fixed_labels``: int64 ``(1, *spatial)``, where known;
+* ``disp``: float ``(ndim, *spatial)``, the ground truth in voxels, where known, such that
+  ``warp(moving, disp)`` is the fixed image (before its intensity changes) and
+  ``warp_labels(moving_labels, disp) == fixed_labels``.
+
+Synthetic items are deterministic: item ``i`` is generated from a seed derived from the
+dataset's ``seed`` and ``i`` (:func:`item_seed`), so ``ds[i]`` is the same every time, in
+every worker process, and a validation set is fixed by its seed.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .. import warps
+from ..checks import check_choice, check_positive_int
+from .samples import brain_slice, brain_volume
+from .synthetic import (
+    _check_shape,
+    _check_template,
+    make_generator,
+    random_disp,
+    random_transform,
+    subject_from_disp,
+    synth_image,
+    synth_labels,
+)
+
+__all__ = ["item_seed", "TemplatePairs", "SynthMorphPairs", "NiftiPairs"]
+
+_PAIR_KEYS = ("moving", "fixed", "moving_labels", "fixed_labels")
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+_LABEL_SUFFIXES = ("_labels", "_seg")
+
+
+def item_seed(seed: int, index: int) -> int:
+    """A seed for item ``index`` of a dataset seeded with ``seed`` (numpy's SeedSequence, so
+    neighbouring seeds and indices give unrelated streams)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def _check_index(index, length: int) -> int:
+    if isinstance(index, torch.Tensor) and index.numel() == 1:
+        index = int(index)
+    if isinstance(index, bool) or not isinstance(index, int | np.integer):
+        raise TypeError(f"dataset index must be an integer, got {type(index).__name__}.")
+    if not -length <= index < length:
+        raise IndexError(f"index {index} is out of range for a dataset of {length} items.")
+    return int(index) % length
+
+
+def _without_batch(item: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
+    """Drop the batch axis of every tensor and every ``None`` entry."""
+    return {key: value[0] for key, value in item.items() if value is not None}
+
+
+class TemplatePairs(Dataset):
+    """Pairs of synthetic subjects made from a template, with the ground-truth field.
+
+    Args:
+        length: number of items.
+        mode: ``"atlas_to_subject"``: moving is the template (the atlas), fixed a synthetic
+            subject, ``disp`` its transform. ``"subject_to_subject"``: moving is a subject
+            ``warp(template, d1)``, fixed is that subject moved by a second random transform
+            ``d2``, i.e. ``warp(template, compose(d1, d2))`` (one interpolation, as sharp as
+            the moving image), and ``disp = d2`` (so the fixed subjects vary about twice as much
+            as the moving ones). The fixed labels are ``warp_labels(moving_labels, d2)``, so the
+            true field reaches Dice 1; they can differ from the fixed image's edges by a voxel.
+        ndim: 2 (axial slice, :func:`~regedu.data.brain_slice`) or 3
+            (:func:`~regedu.data.brain_volume`) when ``template`` is ``None``.
+        template, template_labels: a ``(1, 1, *spatial)`` image in [0, 1] and an integer map;
+            default the MNI brain with tissue labels (``parcels=True``: geometric parcels).
+        seed: base seed; item ``i`` uses :func:`item_seed` ``(seed, i)``.
+        rotation, scale, shear, translation, magnitude, smoothness: the random transform
+            (:func:`~regedu.data.synthetic.random_transform`).
+        gamma, bias, noise: intensity changes of each subject
+            (:func:`~regedu.data.synthetic.augment_intensity`); the atlas keeps its intensities.
+        device: where items are generated and returned. ``None`` (the template's device, CPU by
+            default) suits DataLoader workers; for training on a GPU, ``device="cuda"`` with
+            ``num_workers=0`` generates far faster than CPU workers. Items do not depend on it.
+    """
+
+    def __init__(self, length: int = 64, mode: str = "atlas_to_subject", ndim: int = 2,
+                 template: torch.Tensor | None = None, template_labels: torch.Tensor | None = None,
+                 parcels: bool = False, seed: int = 0, rotation: float = 5.0, scale: float = 0.05,
+                 shear: float = 0.02, translation: float = 3.0, magnitude: float = 3.0,
+                 smoothness: float = 16.0, gamma: float = 0.2, bias: float = 0.2, noise: float = 0.02,
+                 device=None):
+        self.length = check_positive_int(length, "length")
+        self.mode = check_choice(mode, "mode", ("atlas_to_subject", "subject_to_subject"))
+        if template is None:
+            if ndim not in (2, 3):
+                raise ValueError(f"`ndim` must be 2 or 3, got {ndim!r}.")
+            brain = (brain_slice if ndim == 2 else brain_volume)(parcels=parcels)
+            template, template_labels = brain.image, brain.labels
+        _check_template(template, template_labels)
+        device = template.device if device is None else torch.device(device)
+        self.template = template.to(device)
+        self.template_labels = None if template_labels is None else template_labels.to(device)
+        self.seed = seed
+        self.transform_options = dict(rotation=rotation, scale=scale, shear=shear, translation=translation,
+                                      magnitude=magnitude, smoothness=smoothness)
+        self.intensity_options = dict(gamma=gamma, bias=bias, noise=noise)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _random_transform(self, generator) -> torch.Tensor:
+        shape = tuple(self.template.shape[2:])
+        return random_transform(shape, **self.transform_options, seed=generator, device=self.template.device,
+                                dtype=self.template.dtype)
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        index = _check_index(index, self.length)
+        generator = make_generator(item_seed(self.seed, index))
+        first = self._random_transform(generator)
+        if self.mode == "atlas_to_subject":
+            fixed = subject_from_disp(self.template, self.template_labels, first, **self.intensity_options,
+                                      seed=generator)
+            atlas_labels = None if self.template_labels is None else self.template_labels.clone()
+            return _without_batch({"moving": self.template.clone(), "fixed": fixed.image,
+                                   "moving_labels": atlas_labels, "fixed_labels": fixed.labels,
+                                   "disp": first})
+        second = self._random_transform(generator)
+        moving = subject_from_disp(self.template, self.template_labels, first, **self.intensity_options,
+                                   seed=generator)
+        fixed = subject_from_disp(self.template, None, warps.compose(first, second),
+                                  **self.intensity_options, seed=generator)
+        fixed_labels = None if moving.labels is None else warps.warp_labels(moving.labels, second)
+        return _without_batch({"moving": moving.image, "fixed": fixed.image, "moving_labels": moving.labels,
+                               "fixed_labels": fixed_labels, "disp": second})
+
+
+class SynthMorphPairs(Dataset):
+    """SynthMorph-style pairs: random label maps, images synthesised from them, known field.
+
+    Item ``i``: a label map from :func:`~regedu.data.synthetic.synth_labels` is the moving
+    labels; a random diffeomorphism ``disp`` (:func:`~regedu.data.synthetic.random_disp`)
+    gives the fixed labels ``warp_labels(moving_labels, disp)``; each label map gets its own
+    random-contrast image (:func:`~regedu.data.synthetic.synth_image`), so the network cannot
+    rely on intensities and learns from shapes (Hoffmann et al., SynthMorph, IEEE TMI 2022).
+
+    Args:
+        length: number of items. shape: spatial size, 2 or 3 integers.
+        num_labels, label_smoothness: of the label maps (see ``synth_labels``'s ``smoothness``).
+        magnitude, smoothness: of the pair's diffeomorphism (voxels).
+        blur, gamma, bias, noise: of the synthesised images.
+        seed: base seed; item ``i`` uses :func:`item_seed` ``(seed, i)``.
+        device: where items are generated and returned (default CPU, for DataLoader workers);
+            see :class:`TemplatePairs`.
+    """
+
+    def __init__(self, length: int = 64, shape: Sequence[int] = (96, 112), num_labels: int = 16,
+                 label_smoothness: float | None = None, magnitude: float = 4.0, smoothness: float = 16.0,
+                 blur: float = 1.0, gamma: float = 0.25, bias: float = 0.3, noise: float = 0.05,
+                 seed: int = 0, device=None):
+        self.length = check_positive_int(length, "length")
+        self.shape = _check_shape(shape)
+        check_positive_int(num_labels, "num_labels", minimum=2)
+        self.seed = seed
+        self.device = device
+        self.label_options = dict(num_labels=num_labels, smoothness=label_smoothness)
+        self.disp_options = dict(magnitude=magnitude, smoothness=smoothness, diffeomorphic=True)
+        self.image_options = dict(num_labels=num_labels, blur=blur, gamma=gamma, bias=bias, noise=noise)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        index = _check_index(index, self.length)
+        generator = make_generator(item_seed(self.seed, index))
+        moving_labels = synth_labels(self.shape, **self.label_options, seed=generator, device=self.device)
+        disp = random_disp(self.shape, **self.disp_options, seed=generator, device=self.device)
+        fixed_labels = warps.warp_labels(moving_labels, disp)
+        return _without_batch({
+            "moving": synth_image(moving_labels, **self.image_options, seed=generator),
+            "fixed": synth_image(fixed_labels, **self.image_options, seed=generator),
+            "moving_labels": moving_labels, "fixed_labels": fixed_labels, "disp": disp,
+        })
+
+
+# ---------------------------------------------------------------------------
+# NIfTI files
+# ---------------------------------------------------------------------------
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.endswith(_NIFTI_SUFFIXES)
+
+
+def _stem(path: Path) -> str:
+    for suffix in _NIFTI_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.stem
+
+
+def _label_file(image: Path) -> Path | None:
+    """``<name>_labels.nii.gz`` (or ``_seg``, ``.nii``) beside ``image``, if it exists."""
+    for suffix in _LABEL_SUFFIXES:
+        for extension in _NIFTI_SUFFIXES:
+            candidate = image.with_name(_stem(image) + suffix + extension)
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _pairs_from_folder(folder: Path) -> list[dict[str, Path | None]]:
+    """Every ordered pair of images in ``folder``, with their label maps where present."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and _is_nifti(p))
+    images = [p for p in files if not _stem(p).endswith(_LABEL_SUFFIXES)]
+    if len(images) < 2:
+        raise ValueError(
+            f"the folder {str(folder)!r} holds {len(images)} NIfTI image(s) (.nii or .nii.gz, label maps "
+            f"named *_labels or *_seg not counted); a folder of pairs needs at least 2. Put the images "
+            f"there, or pass an explicit list or CSV of pairs."
+        )
+    return [{"moving": m, "fixed": f, "moving_labels": _label_file(m), "fixed_labels": _label_file(f)}
+            for m in images for f in images if m != f]
+
+
+def _pairs_from_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        if "moving" not in columns or "fixed" not in columns:
+            raise ValueError(
+                f"the CSV file {str(path)!r} must have a header row with columns 'moving' and 'fixed' "
+                f"(optionally 'moving_labels' and 'fixed_labels'), got {columns}."
+            )
+        rows = [{key: (row.get(key) or None) for key in _PAIR_KEYS} for row in reader]
+    if not rows:
+        raise ValueError(f"the CSV file {str(path)!r} lists no pairs: add one row per (moving, fixed) pair.")
+    return rows
+
+
+def _pair_entry(entry) -> dict:
+    """A list entry: ``(moving, fixed)``, ``(moving, fixed, moving_labels, fixed_labels)`` or a dict."""
+    if isinstance(entry, dict):
+        unknown = set(entry) - set(_PAIR_KEYS)
+        if unknown or "moving" not in entry or "fixed" not in entry:
+            raise ValueError(f"a pair dict needs keys 'moving' and 'fixed' (and optionally "
+                             f"'moving_labels', 'fixed_labels'), got {sorted(entry)}.")
+        return {key: entry.get(key) for key in _PAIR_KEYS}
+    if isinstance(entry, list | tuple) and len(entry) in (2, 4):
+        return dict(zip(_PAIR_KEYS, list(entry) + [None] * (4 - len(entry)), strict=True))
+    raise ValueError(
+        f"each pair must be (moving, fixed), (moving, fixed, moving_labels, fixed_labels) or a dict "
+        f"with those keys, got {entry!r}."
+    )
+
+
+def _resolve(pairs: list[dict], root: Path) -> list[dict[str, Path | None]]:
+    """Turn every path of every pair into an absolute ``Path`` that must exist."""
+    resolved = []
+    for row, pair in enumerate(pairs):
+        entry = {}
+        for key in _PAIR_KEYS:
+            value = pair.get(key)
+            path = None if value in (None, "") else Path(value).expanduser()
+            if path is not None and not path.is_absolute():
+                path = root / path
+            if path is not None and not path.is_file():
+                raise FileNotFoundError(
+                    f"pair {row}: the {key} file {str(path)!r} does not exist. Check the path "
+                    f"(relative paths start at {str(root)!r}, the `root` argument)."
+                )
+            entry[key] = path
+        resolved.append(entry)
+    return resolved
+
+
+class NiftiPairs(Dataset):
+    """Pairs of NIfTI images (with optional label maps), checked when the dataset is built.
+
+    Args:
+        pairs: one of
+            * a list of ``(moving, fixed)`` or ``(moving, fixed, moving_labels, fixed_labels)``
+              paths, or of dicts with those keys;
+            * a CSV file with a header row ``moving,fixed[,moving_labels,fixed_labels]``
+              (empty label cells allowed);
+            * a folder: every ordered pair of its images, with ``<name>_labels.nii.gz`` (or
+              ``_seg``) beside an image taken as its label map.
+        root: folder that relative paths start from (default: the CSV's folder, the folder
+            itself, or the working directory for a list).
+        normalize: rescale intensities to [0, 1] (percentiles 1-99,
+            :func:`~regedu.data.io.normalize_intensity`).
+        pad_multiple: pad every image and label map to a multiple of this size
+            (:func:`~regedu.data.io.pad_to_multiple`), e.g. 16 for a 4-level U-Net.
+        check: load every file once now (default), so that a missing, unreadable, non-integer
+            label map or a shape mismatch is reported at once, naming the file and the fix.
+
+    Items hold ``moving``, ``fixed`` float32 ``(1, *spatial)`` and, where given,
+    ``moving_labels``, ``fixed_labels`` int64 ``(1, *spatial)``; files are read when the item
+    is asked for (in canonical RAS order, :func:`~regedu.data.io.load_nifti`).
+    """
+
+    def __init__(self, pairs, root=None, normalize: bool = True, pad_multiple: int | None = None,
+                 check: bool = True):
+        self.normalize = normalize
+        self.pad_multiple = None if pad_multiple is None else check_positive_int(pad_multiple, "pad_multiple")
+        self.pairs = self._collect(pairs, root)
+        if check:
+            self.check()
+
+    @staticmethod
+    def _collect(pairs, root) -> list[dict[str, Path | None]]:
+        if isinstance(pairs, str | Path):
+            path = Path(pairs).expanduser()
+            if path.is_dir():
+                return _pairs_from_folder(path)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{str(path)!r} does not exist: pass a folder of NIfTI images, a CSV file of pairs, "
+                    f"or a list of (moving, fixed) paths."
+                )
+            if _is_nifti(path):
+                raise ValueError(f"{str(path)!r} is a single NIfTI file; pass a folder, a CSV of pairs "
+                                 f"or a list of (moving, fixed) paths.")
+            return _resolve(_pairs_from_csv(path), Path(root) if root else path.parent)
+        if isinstance(pairs, list | tuple):
+            if not pairs:
+                raise ValueError("`pairs` is empty: give at least one (moving, fixed) pair.")
+            return _resolve([_pair_entry(entry) for entry in pairs], Path(root) if root else Path.cwd())
+        raise TypeError(
+            f"`pairs` must be a folder, a CSV file path or a list of pairs, got {type(pairs).__name__}."
+        )
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _load(self, key: str, path: Path) -> torch.Tensor:
+        """One file as ``(1, 1, *spatial)``, preprocessed: images float in [0, 1], labels int64."""
+        from .io import load_labels, load_nifti, normalize_intensity, pad_to_multiple
+
+        if key.endswith("labels"):
+            volume = load_labels(path).image
+        else:
+            volume = load_nifti(path).image
+            if self.normalize:
+                volume = normalize_intensity(volume)
+        if self.pad_multiple is not None:
+            volume, _ = pad_to_multiple(volume, self.pad_multiple)
+        return volume
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        pair = self.pairs[_check_index(index, len(self.pairs))]
+        return {key: self._load(key, path)[0] for key, path in pair.items() if path is not None}
+
+    def check(self) -> None:
+        """Load every file once: raise naming the first file that is missing, unreadable, not an
+        integer label map, or of another shape than the first image after preprocessing."""
+        shapes: dict[Path, tuple[int, ...]] = {}
+        reference = None
+        for pair in self.pairs:
+            for key, path in pair.items():
+                if path is None:
+                    continue
+                if path not in shapes:
+                    shapes[path] = tuple(self._load(key, path).shape[2:])
+                reference = reference or (path, shapes[path])
+                if shapes[path] != reference[1]:
+                    raise ValueError(
+                        f"{str(path)!r} ({key}) has shape {shapes[path]} after preprocessing but "
+                        f"{str(reference[0])!r} has {reference[1]}; every image and label map must share "
+                        f"one grid. Resample them onto one reference grid first "
+                        f"(regedu.data.io.resample_like), then list the resampled files."
+                    )

@@ -1,0 +1,626 @@
+"""Seeded synthetic data: random fields and affines, label maps, images, subjects and toy shapes.
+
+Every generator takes ``seed``: an ``int`` (same int, same output), a ``torch.Generator``
+(advanced as numbers are drawn, so successive calls differ) or ``None`` (fresh randomness
+from torch's global generator, reproducible under ``torch.manual_seed``). Random numbers
+are drawn on the generator's device (the CPU for an int or ``None``) and then moved to
+``device``, so one seed gives the same data on a CPU and on a GPU.
+
+Everything is dimension-generic: ``shape`` has 2 entries for 2D, 3 for 3D, and outputs follow
+DESIGN.md: images ``(B, 1, *shape)`` float in [0, 1], label maps ``(B, 1, *shape)`` int64,
+displacements ``(B, ndim, *shape)`` in voxels with ``warp(moving, disp)(x) = moving(x + disp(x))``.
+
+Smooth random fields are cubic B-spline free-form deformations: Gaussian noise on a coarse
+grid of control points ``smoothness`` voxels apart, interpolated with the cubic B-spline
+(separably, one matrix product per axis), so a field is smooth (C2) at any size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .. import warps
+from ..checks import check_choice, check_floating, check_image, check_positive_int, check_tensor
+
+__all__ = [
+    "make_generator",
+    "smooth_noise",
+    "random_velocity",
+    "random_disp",
+    "integrate_smooth",
+    "random_affine",
+    "random_transform",
+    "augment_intensity",
+    "gaussian_blur",
+    "SyntheticSubject",
+    "synth_subject",
+    "subject_from_disp",
+    "synth_labels",
+    "synth_image",
+    "disk",
+    "square",
+    "letter_o",
+    "letter_c",
+    "large_deformation_pair",
+]
+
+
+# ---------------------------------------------------------------------------
+# seeds and argument checks
+# ---------------------------------------------------------------------------
+
+
+def make_generator(seed=None) -> torch.Generator:
+    """A ``torch.Generator`` from ``seed``: an int seeds a new CPU generator, a generator is
+    returned as it is, ``None`` seeds a new one from torch's global random state."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(
+            f"`seed` must be an int, a torch.Generator or None, got {type(seed).__name__}. "
+            f"Pass e.g. seed=0 for a reproducible result."
+        )
+    return torch.Generator().manual_seed(seed)
+
+
+def _randn(size, generator: torch.Generator, device, dtype) -> torch.Tensor:
+    """Standard normal numbers drawn on the generator's device, then moved to ``device``."""
+    return torch.randn(size, generator=generator, device=generator.device).to(device=device, dtype=dtype)
+
+
+def _rand(size, generator: torch.Generator, device, dtype) -> torch.Tensor:
+    """Uniform numbers in [0, 1), drawn like :func:`_randn`."""
+    return torch.rand(size, generator=generator, device=generator.device).to(device=device, dtype=dtype)
+
+
+def _check_shape(shape) -> tuple[int, ...]:
+    if isinstance(shape, torch.Size | list | tuple):
+        shape = tuple(shape)
+        if len(shape) in (2, 3) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 2
+                                        for n in shape):
+            return shape
+    raise ValueError(
+        f"`shape` must be the spatial size, 2 integers (H, W) for 2D or 3 (D, H, W) for 3D, "
+        f"each >= 2, got {shape!r}. For an image tensor pass image.shape[2:]."
+    )
+
+
+def _check_number(value, name: str, minimum: float = 0.0, strict: bool = False) -> float:
+    """``value`` as a float, raising unless it is a real number >= ``minimum`` (> if ``strict``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a number, got {value!r}.")
+    if value < minimum or (strict and value == minimum):
+        relation = ">" if strict else ">="
+        raise ValueError(f"`{name}` must be {relation} {minimum}, got {value!r}.")
+    return float(value)
+
+
+def _dtype_of(dtype) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"`dtype` must be a floating torch dtype such as torch.float32, got {dtype!r}.")
+    return dtype
+
+
+# ---------------------------------------------------------------------------
+# smooth random fields: cubic B-spline interpolation of coarse noise
+# ---------------------------------------------------------------------------
+
+
+def _cubic_bspline(t: torch.Tensor) -> torch.Tensor:
+    """The cubic B-spline kernel: support (-2, 2), weights of neighbours sum to 1."""
+    a = t.abs()
+    inner = (4 - 6 * a**2 + 3 * a**3) / 6
+    outer = (2 - a).clamp(min=0) ** 3 / 6
+    return torch.where(a < 1, inner, outer)
+
+
+def _control_points(size: int, spacing: float) -> int:
+    """Number of control points ``spacing`` voxels apart covering ``0 .. size - 1``, plus one
+    beyond each end (the cubic B-spline reaches two control points either side)."""
+    return math.ceil((size - 1) / spacing) + 3
+
+
+def _bspline_matrix(size: int, spacing: float, device, dtype) -> torch.Tensor:
+    """Weights ``(size, count)``: voxel ``i`` from control point ``k`` at ``(k - 1) * spacing``."""
+    count = _control_points(size, spacing)
+    voxels = torch.arange(size, device=device, dtype=dtype)[:, None]
+    knots = (torch.arange(count, device=device, dtype=dtype)[None, :] - 1) * spacing
+    return _cubic_bspline((voxels - knots) / spacing)
+
+
+def _bspline_upsample(coarse: torch.Tensor, shape: Sequence[int], spacing: float) -> torch.Tensor:
+    """Interpolate control values ``(B, C, *counts)`` to ``(B, C, *shape)``, one axis at a time."""
+    out = coarse
+    for axis, size in enumerate(shape):
+        weights = _bspline_matrix(size, spacing, coarse.device, coarse.dtype)
+        out = (out.movedim(2 + axis, -1) @ weights.T).movedim(-1, 2 + axis)
+    return out
+
+
+def smooth_noise(shape: Sequence[int], smoothness: float, channels: int = 1, batch: int = 1, seed=None,
+                 device=None, dtype=torch.float32) -> torch.Tensor:
+    """Smooth random images ``(batch, channels, *shape)``: unit Gaussian noise on control
+    points ``smoothness`` voxels apart, cubic B-spline interpolated (values about N(0, 0.5))."""
+    shape = _check_shape(shape)
+    spacing = _check_number(smoothness, "smoothness", 0.0, strict=True)
+    check_positive_int(channels, "channels")
+    check_positive_int(batch, "batch")
+    generator = make_generator(seed)
+    counts = [_control_points(n, spacing) for n in shape]
+    coarse = _randn((batch, channels, *counts), generator, device, _dtype_of(dtype))
+    return _bspline_upsample(coarse, shape, spacing)
+
+
+def _scale_to_max(field: torch.Tensor, magnitude: float) -> torch.Tensor:
+    """Scale each batch item so that its largest absolute value is ``magnitude``."""
+    peak = field.abs().flatten(1).amax(dim=1).clamp(min=torch.finfo(field.dtype).tiny)
+    return field * (magnitude / peak).view(-1, *([1] * (field.dim() - 1)))
+
+
+def random_velocity(shape: Sequence[int], magnitude: float = 4.0, smoothness: float = 16.0, batch: int = 1,
+                    seed=None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """A smooth random stationary velocity field ``(batch, ndim, *shape)``, in voxels.
+
+    Args:
+        shape: spatial size, ``(H, W)`` or ``(D, H, W)``.
+        magnitude: the largest absolute component of each field, in voxels.
+        smoothness: control-point spacing in voxels: larger is smoother, and the field's
+            gradient is roughly ``magnitude / smoothness``.
+        batch, seed, device, dtype: how many fields, the seed (module docstring), where, which float.
+    """
+    shape = _check_shape(shape)
+    magnitude = _check_number(magnitude, "magnitude")
+    field = smooth_noise(shape, smoothness, len(shape), batch, seed, device, dtype)
+    return _scale_to_max(field, magnitude)
+
+
+def random_disp(shape: Sequence[int], magnitude: float = 4.0, smoothness: float = 16.0,
+                diffeomorphic: bool = False, steps: int = 7, batch: int = 1, seed=None, device=None,
+                dtype=torch.float32) -> torch.Tensor:
+    """A smooth random displacement field ``(batch, ndim, *shape)``, in voxels.
+
+    ``diffeomorphic=False``: the B-spline field of :func:`random_velocity` used directly as the
+    displacement (largest component = ``magnitude``); it folds (Jacobian determinant <= 0)
+    when ``magnitude`` is large compared with ``smoothness``. ``diffeomorphic=True``: that
+    field is a velocity integrated by scaling and squaring (:func:`regedu.warps.integrate`,
+    ``steps``), which does not fold; the displacement is then about, not exactly,
+    ``magnitude``. See :func:`integrate_smooth` for the grid it is integrated on.
+    """
+    velocity = random_velocity(shape, magnitude, smoothness, batch, seed, device, dtype)
+    if not diffeomorphic:
+        return velocity
+    return integrate_smooth(velocity, smoothness, steps)
+
+
+def integrate_smooth(velocity: torch.Tensor, smoothness: float, steps: int = 7) -> torch.Tensor:
+    """:func:`regedu.warps.integrate` of a velocity that varies over ``smoothness`` voxels, on a
+    coarser grid: spacing at most ``round(smoothness / 8)`` voxels (1: the velocity's own grid).
+
+    The velocity is resized to the coarse grid (:func:`regedu.warps.resize_disp`, which also
+    rescales its values), integrated there, and the displacement resized back, as VoxelMorph
+    integrates at half resolution. For a B-spline field of 4 voxels this moves the result by
+    about 0.01 voxel on average (0.2 at most) and is 4 (2D) or 8 (3D) times faster at
+    ``smoothness=16``.
+    """
+    factor = max(1, round(smoothness / 8))
+    shape = tuple(velocity.shape[2:])
+    if factor == 1:
+        return warps.integrate(velocity, steps)
+    coarse = tuple(max(2, math.ceil((n - 1) / factor) + 1) for n in shape)
+    disp = warps.integrate(warps.resize_disp(velocity, coarse), steps)
+    return warps.resize_disp(disp, shape)
+
+
+def random_affine(shape: Sequence[int], rotation: float = 10.0, scale: float = 0.1, shear: float = 0.05,
+                  translation: float = 5.0, batch: int = 1, seed=None, device=None,
+                  dtype=torch.float32) -> torch.Tensor:
+    """A random affine ``(batch, ndim, ndim + 1)`` about the image centre (DESIGN's convention).
+
+    The sampling location is ``T R H S x``: scaling ``S``, then shear ``H``, rotation ``R``
+    and translation ``T``, built with :mod:`regedu.warps` (``scaling``, ``shear``,
+    ``rotation``, ``translation``, ``compose_affine``). Each parameter is drawn uniformly:
+
+    Args:
+        rotation: angles in ``[-rotation, rotation]`` **degrees** (one in 2D, three in 3D).
+        scale: factor per axis in ``[1 / (1 + scale), 1 + scale]`` (uniform in log scale).
+        shear: each off-diagonal shear in ``[-shear, shear]``.
+        translation: offset per axis in ``[-translation, translation]`` voxels.
+        batch, seed, device, dtype: as in :func:`random_velocity`.
+    """
+    shape = _check_shape(shape)
+    ndim = len(shape)
+    limits = {name: _check_number(value, name) for name, value in
+              (("rotation", rotation), ("scale", scale), ("shear", shear), ("translation", translation))}
+    check_positive_int(batch, "batch")
+    counts = {"rotation": 1 if ndim == 2 else 3, "scale": ndim, "shear": 1 if ndim == 2 else 3,
+              "translation": ndim}
+    generator = make_generator(seed)
+    uniform = _rand((batch, sum(counts.values())), generator, device, _dtype_of(dtype)) * 2 - 1
+    rotations, log_scales, shears, offsets = uniform.split(list(counts.values()), dim=1)
+    kwargs = {"device": uniform.device, "dtype": dtype}
+    matrices = [
+        warps.translation(offsets * limits["translation"], ndim, **kwargs),
+        warps.rotation(torch.deg2rad(rotations * limits["rotation"]), shape, **kwargs),
+        warps.shear(shears * limits["shear"], shape, **kwargs),
+        warps.scaling(torch.exp(log_scales * math.log1p(limits["scale"])), shape, **kwargs),
+    ]
+    result = matrices[0]
+    for matrix in matrices[1:]:
+        result = warps.compose_affine(result, matrix)
+    return result
+
+
+def random_transform(shape: Sequence[int], rotation: float = 5.0, scale: float = 0.05, shear: float = 0.02,
+                     translation: float = 3.0, magnitude: float = 3.0, smoothness: float = 16.0,
+                     steps: int = 7, batch: int = 1, seed=None, device=None,
+                     dtype=torch.float32) -> torch.Tensor:
+    """Displacement ``(batch, ndim, *shape)`` of a random affine after a random diffeomorphism.
+
+    The sampling location is ``A(x + u(x))`` with ``A = [M | t]`` from :func:`random_affine`
+    and ``u`` from :func:`random_disp` (diffeomorphic), so the displacement is computed
+    exactly, without interpolation: ``M x + t - x + M u(x)``. Its Jacobian determinant is
+    ``det(M) * det(I + grad u) > 0``: it does not fold.
+    """
+    generator = make_generator(seed)
+    A = random_affine(shape, rotation, scale, shear, translation, batch, generator, device, dtype)
+    u = random_disp(shape, magnitude, smoothness, True, steps, batch, generator, device, dtype)
+    ndim = len(shape)
+    linear_of_u = torch.einsum("bij,bj...->bi...", A[:, :, :ndim], u)
+    return warps.affine_to_disp(A, shape) + linear_of_u
+
+
+# ---------------------------------------------------------------------------
+# intensities
+# ---------------------------------------------------------------------------
+
+
+def _gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur ``(B, C, *spatial)`` with a Gaussian of standard deviation ``sigma`` voxels.
+
+    Separable (one 1D convolution per axis), edges replicated; ``sigma=0`` returns the input.
+    """
+    ndim = check_image(image, "image")
+    check_floating(image, "image")
+    sigma = _check_number(sigma, "sigma")
+    if sigma == 0:
+        return image
+    kernel = _gaussian_kernel(sigma, image.device, image.dtype).view(1, 1, -1)
+    radius = kernel.shape[-1] // 2
+    out = image
+    for axis in range(2, 2 + ndim):
+        moved = out.movedim(axis, -1)
+        lines = moved.reshape(-1, 1, moved.shape[-1])
+        lines = F.conv1d(F.pad(lines, (radius, radius), mode="replicate"), kernel)
+        out = lines.reshape(moved.shape).movedim(-1, axis)
+    return out
+
+
+def _per_item(values: torch.Tensor, ndim: int) -> torch.Tensor:
+    """``(B,)`` -> ``(B, 1, 1, ...)`` to broadcast over ``(B, C, *spatial)``."""
+    return values.view(-1, *([1] * (ndim + 1)))
+
+
+def augment_intensity(image: torch.Tensor, gamma: float = 0.2, bias: float = 0.2,
+                      bias_smoothness: float | None = None, noise: float = 0.02, seed=None) -> torch.Tensor:
+    """Random MRI-like intensity changes of an image in [0, 1]; the result is in [0, 1].
+
+    In order: a gamma curve ``x ** exp(gamma * N(0, 1))`` (one per item); a smooth
+    multiplicative bias field ``exp(b(x))`` with ``max |b| = bias`` (control points
+    ``bias_smoothness`` voxels apart, default a quarter of the largest side) followed by
+    division by the item's maximum; Gaussian noise of standard deviation ``noise``, clamped
+    to [0, 1]. A zero amount skips its step. ``image`` is ``(B, C, *spatial)``, values in [0, 1].
+    """
+    ndim = check_image(image, "image")
+    check_floating(image, "image")
+    gamma = _check_number(gamma, "gamma")
+    bias = _check_number(bias, "bias")
+    noise = _check_number(noise, "noise")
+    generator = make_generator(seed)
+    batch, spatial = image.shape[0], tuple(image.shape[2:])
+    out = image.clamp(0, 1)
+    if gamma > 0:
+        exponent = torch.exp(gamma * _randn(batch, generator, image.device, image.dtype))
+        out = out ** _per_item(exponent, ndim)
+    if bias > 0:
+        spacing = bias_smoothness if bias_smoothness is not None else max(spatial) / 4
+        field = smooth_noise(spatial, spacing, 1, batch, generator, image.device, image.dtype)
+        out = out * torch.exp(_scale_to_max(field, bias))
+        peak = out.flatten(1).amax(dim=1).clamp(min=torch.finfo(out.dtype).tiny)
+        out = out / _per_item(peak, ndim)
+    if noise > 0:
+        out = (out + noise * _randn(out.shape, generator, image.device, image.dtype)).clamp(0, 1)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# synthetic subjects from a template
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class SyntheticSubject:
+    """A template pushed through a known transform.
+
+    ``deformed = warp(template, disp)`` (before intensity changes), ``image`` is ``deformed``
+    after intensity changes, ``labels = warp_labels(template_labels, disp)`` (``None`` without
+    template labels). Shapes ``(B, 1, *spatial)``; ``disp`` is ``(B, ndim, *spatial)``.
+    """
+
+    image: torch.Tensor
+    labels: torch.Tensor | None
+    disp: torch.Tensor
+    deformed: torch.Tensor
+
+
+def _default_template(ndim: int, device):
+    from .samples import brain_slice, brain_volume
+
+    if ndim not in (2, 3):
+        raise ValueError(f"`ndim` must be 2 (axial brain slice) or 3 (brain volume), got {ndim!r}.")
+    brain = brain_slice(device=device) if ndim == 2 else brain_volume(device=device)
+    return brain.image, brain.labels
+
+
+def _check_template(template: torch.Tensor, labels: torch.Tensor | None) -> None:
+    check_image(template, "template")
+    check_floating(template, "template")
+    if template.shape[:2] != (1, 1):
+        raise ValueError(
+            f"`template` must be one single-channel image (1, 1, *spatial), got {tuple(template.shape)}. "
+            f"Use `batch=` for several subjects."
+        )
+    if labels is not None:
+        check_tensor(labels, "template_labels")
+        if labels.is_floating_point() or tuple(labels.shape) != tuple(template.shape):
+            raise ValueError(
+                f"`template_labels` must be an integer map shaped like the template "
+                f"{tuple(template.shape)}, got dtype {labels.dtype} and shape {tuple(labels.shape)}. "
+                f"Convert a float map with labels.round().long()."
+            )
+
+
+def synth_subject(template: torch.Tensor | None = None, template_labels: torch.Tensor | None = None,
+                  ndim: int = 2, batch: int = 1, rotation: float = 5.0, scale: float = 0.05,
+                  shear: float = 0.02, translation: float = 3.0, magnitude: float = 3.0,
+                  smoothness: float = 16.0, gamma: float = 0.2, bias: float = 0.2, noise: float = 0.02,
+                  seed=None, device=None) -> SyntheticSubject:
+    """Synthetic subjects: the template through a random affine and diffeomorphism, then
+    random intensity changes, with the ground-truth displacement.
+
+    Args:
+        template: ``(1, 1, *spatial)`` image in [0, 1]; ``None`` takes the MNI brain
+            (:func:`~regedu.data.brain_slice` for ``ndim=2``, :func:`~regedu.data.brain_volume`
+            for ``ndim=3``, tissue labels) on ``device``.
+        template_labels: integer ``(1, 1, *spatial)`` map carried along, or ``None``.
+        ndim: 2 or 3, used only when ``template`` is ``None``.
+        batch: number of subjects.
+        rotation, scale, shear, translation, magnitude, smoothness: the transform, as in
+            :func:`random_transform` (degrees, fraction, fraction, voxels, voxels, voxels).
+        gamma, bias, noise: the intensity changes of :func:`augment_intensity`.
+        seed, device: see the module docstring.
+
+    Returns:
+        a :class:`SyntheticSubject`: ``image`` / ``deformed`` ``(batch, 1, *spatial)``,
+        ``labels`` (int, or ``None``), ``disp`` ``(batch, ndim, *spatial)`` with
+        ``warp(template, disp) == deformed`` and ``warp_labels(template_labels, disp) == labels``.
+    """
+    if template is None:
+        template, template_labels = _default_template(ndim, device)
+    _check_template(template, template_labels)
+    device = template.device if device is None else device
+    template = template.to(device)
+    generator = make_generator(seed)
+    disp = random_transform(tuple(template.shape[2:]), rotation, scale, shear, translation, magnitude,
+                            smoothness, batch=batch, seed=generator, device=device, dtype=template.dtype)
+    return subject_from_disp(template, template_labels, disp, gamma, bias, noise, generator)
+
+
+def subject_from_disp(template: torch.Tensor, template_labels: torch.Tensor | None, disp: torch.Tensor,
+                      gamma: float = 0.2, bias: float = 0.2, noise: float = 0.02,
+                      seed=None) -> SyntheticSubject:
+    """The subject ``warp(template, disp)`` (labels with ``warp_labels``) after
+    :func:`augment_intensity`: the second half of :func:`synth_subject`, for a ``disp``
+    ``(B, ndim, *spatial)`` you already have (e.g. a composition of two transforms)."""
+    _check_template(template, template_labels)
+    deformed = warps.warp(template.to(disp.device), disp)
+    labels = None if template_labels is None else warps.warp_labels(template_labels.to(disp.device), disp)
+    image = augment_intensity(deformed, gamma, bias, None, noise, seed)
+    return SyntheticSubject(image=image, labels=labels, disp=disp, deformed=deformed)
+
+
+# ---------------------------------------------------------------------------
+# SynthMorph-style label maps and images
+# ---------------------------------------------------------------------------
+
+
+def synth_labels(shape: Sequence[int], num_labels: int = 16, smoothness: float | None = None,
+                 magnitude: float | None = None, warp_smoothness: float | None = None, batch: int = 1,
+                 seed=None, device=None) -> torch.Tensor:
+    """SynthMorph-style random label maps ``(batch, 1, *shape)``, int64 in ``0 .. num_labels - 1``.
+
+    ``num_labels`` smooth noise images (control points ``smoothness`` voxels apart, default
+    an eighth of the largest side) are warped by one random diffeomorphism (largest velocity
+    ``magnitude``, default ``smoothness``; control spacing ``warp_smoothness``, default
+    ``smoothness``) that makes the shapes irregular; each voxel takes the label of the
+    largest image (argmax). Labels may be absent from a small map.
+    """
+    shape = _check_shape(shape)
+    check_positive_int(num_labels, "num_labels", minimum=2)
+    spacing = smoothness if smoothness is not None else max(shape) / 8
+    magnitude = magnitude if magnitude is not None else spacing
+    warp_spacing = warp_smoothness if warp_smoothness is not None else spacing
+    generator = make_generator(seed)
+    images = smooth_noise(shape, spacing, num_labels, batch, generator, device)
+    disp = random_disp(shape, magnitude, warp_spacing, True, batch=batch, seed=generator, device=device)
+    return warps.warp(images, disp).argmax(dim=1, keepdim=True)
+
+
+def synth_image(labels: torch.Tensor, num_labels: int | None = None, blur: float = 1.0, gamma: float = 0.25,
+                bias: float = 0.3, noise: float = 0.05, seed=None, dtype=torch.float32) -> torch.Tensor:
+    """An image synthesised from a label map, in [0, 1] (SynthMorph's contrast randomisation).
+
+    Each label gets a random intensity, uniform in [0, 1] and drawn per batch item (so
+    before blurring every label is one constant intensity); the image is then blurred with
+    a Gaussian of ``blur`` voxels and passed through :func:`augment_intensity`
+    (``gamma``, ``bias``, ``noise``). ``labels`` is an integer map ``(B, 1, *spatial)``
+    with values in ``0 .. num_labels - 1`` (default: its maximum + 1). Output
+    ``(B, 1, *spatial)`` on the labels' device.
+    """
+    check_image(labels, "labels")
+    if labels.is_floating_point() or labels.shape[1] != 1:
+        raise ValueError(
+            f"`labels` must be an integer label map (B, 1, *spatial), got dtype {labels.dtype} and "
+            f"shape {tuple(labels.shape)}. Convert a float map with labels.round().long()."
+        )
+    smallest, largest = int(labels.min()), int(labels.max())
+    count = largest + 1 if num_labels is None else check_positive_int(num_labels, "num_labels")
+    if smallest < 0 or largest >= count:
+        raise ValueError(
+            f"`labels` must lie in 0 .. {count - 1} (num_labels={count}), got values from {smallest} "
+            f"to {largest}. Relabel them, e.g. with torch.unique(labels, return_inverse=True)."
+        )
+    generator = make_generator(seed)
+    batch = labels.shape[0]
+    intensities = _rand((batch, count), generator, labels.device, _dtype_of(dtype))
+    image = torch.gather(intensities, 1, labels.flatten(1).long()).view(labels.shape)
+    image = gaussian_blur(image, blur)
+    return augment_intensity(image, gamma, bias, None, noise, generator)
+
+
+# ---------------------------------------------------------------------------
+# toy shapes for the first lessons
+# ---------------------------------------------------------------------------
+
+
+def _offsets(shape: Sequence[int], centre: Sequence[float] | None, device, dtype) -> torch.Tensor:
+    """Voxel coordinates relative to ``centre`` (default: the image centre): ``(ndim, *shape)``."""
+    shape = _check_shape(shape)
+    if centre is None:
+        centre = [(n - 1) / 2 for n in shape]
+    if len(centre) != len(shape):
+        raise ValueError(f"`centre` must have {len(shape)} coordinates (voxels), got {list(centre)}.")
+    axes = [torch.arange(n, device=device, dtype=dtype) - c for n, c in zip(shape, centre, strict=True)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"))
+
+
+def _as_image(inside: torch.Tensor, dtype) -> torch.Tensor:
+    return inside.to(dtype)[None, None]
+
+
+def disk(shape: Sequence[int], radius: float | None = None, centre: Sequence[float] | None = None,
+         device=None, dtype=torch.float32) -> torch.Tensor:
+    """A disk (2D) or ball (3D): ``(1, 1, *shape)``, 1 inside (distance <= ``radius`` voxels), 0 out.
+
+    ``radius`` defaults to a quarter of the smallest side, ``centre`` to the image centre.
+    """
+    offsets = _offsets(shape, centre, device, dtype)
+    radius = _check_number(radius if radius is not None else min(shape) / 4, "radius", 0.0, strict=True)
+    return _as_image(offsets.norm(dim=0) <= radius, dtype)
+
+
+def square(shape: Sequence[int], half_width: float | None = None, centre: Sequence[float] | None = None,
+           device=None, dtype=torch.float32) -> torch.Tensor:
+    """A square (2D) or cube (3D) of side ``2 * half_width``: ``(1, 1, *shape)`` in {0, 1}.
+
+    ``half_width`` defaults to a quarter of the smallest side, ``centre`` to the image centre.
+    """
+    offsets = _offsets(shape, centre, device, dtype)
+    half = _check_number(half_width if half_width is not None else min(shape) / 4, "half_width", 0.0,
+                         strict=True)
+    return _as_image(offsets.abs().amax(dim=0) <= half, dtype)
+
+
+def _ring(shape, radius, thickness, centre, device, dtype):
+    offsets = _offsets(shape, centre, device, dtype)
+    radius = _check_number(radius if radius is not None else min(shape) / 4, "radius", 0.0, strict=True)
+    thickness = _check_number(thickness if thickness is not None else radius / 2, "thickness", 0.0,
+                              strict=True)
+    distance = offsets.norm(dim=0)
+    return offsets, (distance <= radius) & (distance > radius - thickness), thickness
+
+
+def letter_o(shape: Sequence[int], radius: float | None = None, thickness: float | None = None,
+             centre: Sequence[float] | None = None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """An "O": a ring (2D) or spherical shell (3D) of outer ``radius`` and ``thickness`` voxels.
+
+    Defaults: radius a quarter of the smallest side, thickness half the radius.
+    """
+    _, inside, _ = _ring(shape, radius, thickness, centre, device, dtype)
+    return _as_image(inside, dtype)
+
+
+def letter_c(shape: Sequence[int], radius: float | None = None, thickness: float | None = None,
+             gap: float | None = None, centre: Sequence[float] | None = None, device=None,
+             dtype=torch.float32) -> torch.Tensor:
+    """A "C": the "O" of :func:`letter_o` with a slot of width ``gap`` voxels (default the
+    thickness) cut towards increasing axis 1 (in 3D the slot is cut through the shell)."""
+    offsets, inside, thickness = _ring(shape, radius, thickness, centre, device, dtype)
+    gap = _check_number(gap if gap is not None else thickness, "gap", 0.0, strict=True)
+    slot = (offsets[1] > 0) & (offsets[0].abs() < gap / 2)
+    return _as_image(inside & ~slot, dtype)
+
+
+def _speed_for_distance(distance: float, width: float) -> float:
+    """Peak speed of a Gaussian-bump velocity whose flow carries the bump's centre ``distance``
+    voxels in unit time: from ``ds/dt = speed * exp(-s**2 / (2 width**2))``,
+    ``speed = integral_0^distance exp(s**2 / (2 width**2)) ds`` (trapezoid rule)."""
+    s = torch.linspace(0.0, distance, 1001, dtype=torch.float64)
+    return float(torch.trapezoid(torch.exp(s**2 / (2 * width**2)), s))
+
+
+def _bump_velocity(shape: tuple[int, ...], direction: torch.Tensor, distance: float, width: float,
+                   device) -> torch.Tensor:
+    """Velocity ``(1, ndim, *shape)`` along the unit ``direction``, a Gaussian bump of ``width``
+    voxels centred on the image, whose exponential moves the centre by ``distance`` voxels."""
+    offsets = _offsets(shape, None, device, torch.float32)
+    bump = torch.exp(-(offsets**2).sum(dim=0) / (2 * width**2))
+    speed = _speed_for_distance(distance, width)
+    return (speed * bump * direction.view(-1, *[1] * len(shape)))[None]
+
+
+def large_deformation_pair(shape: Sequence[int] = (64, 64), kind: str = "c_to_o", magnitude: float = 12.0,
+                           seed=0, device=None) -> dict[str, torch.Tensor]:
+    """A toy pair that single-scale registration gets wrong, with batch axis ``(1, 1, *shape)``.
+
+    ``kind="c_to_o"``: moving is a "C", fixed an "O" (the classic test: closing the gap needs
+    a large, very non-linear deformation; no ground truth). ``kind="large_warp"``: moving is
+    a disk (ball in 3D) of radius ``min(shape) / 6``; ``disp`` is the exponential of a
+    Gaussian-bump velocity (width ``min(shape) / 4``) along a random direction (from ``seed``)
+    that moves the image centre by ``magnitude`` voxels (``disp`` there has that length), and
+    ``fixed = warp(moving, disp)``: the disk pushed about ``magnitude`` voxels the other way,
+    and squashed, further than its own radius at the default.
+
+    Returns a dict with ``moving``, ``fixed`` (float in [0, 1]), ``moving_labels`` and
+    ``fixed_labels`` (int64, 1 inside the shape), and for ``"large_warp"`` also ``disp``.
+    """
+    shape = _check_shape(shape)
+    check_choice(kind, "kind", ("c_to_o", "large_warp"))
+    if kind == "c_to_o":
+        radius = min(shape) * 0.3
+        moving = letter_c(shape, radius, radius * 0.4, radius * 0.5, device=device)
+        fixed = letter_o(shape, radius, radius * 0.4, device=device)
+        return {"moving": moving, "fixed": fixed,
+                "moving_labels": moving.long(), "fixed_labels": fixed.long()}
+    magnitude = _check_number(magnitude, "magnitude")
+    direction = _randn(len(shape), make_generator(seed), device, torch.float32)
+    direction = direction / direction.norm()
+    velocity = _bump_velocity(shape, direction, magnitude, min(shape) / 4, device)
+    disp = warps.integrate(velocity, steps=9)
+    moving = disk(shape, min(shape) / 6, device=device)
+    labels = moving.long()
+    return {"moving": moving, "fixed": warps.warp(moving, disp), "moving_labels": labels,
+            "fixed_labels": warps.warp_labels(labels, disp), "disp": disp}
