@@ -82,20 +82,33 @@ def _grid_scale(shape: Sequence[int], device, dtype) -> torch.Tensor:
     return torch.tensor([2.0 / (n - 1) if n > 1 else 0.0 for n in shape], device=device, dtype=dtype)
 
 
-def _voxels_to_grid(disp: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+def _voxels_to_grid(disp: torch.Tensor) -> torch.Tensor:
     """Displacement in voxels ``(B, ndim, *spatial)`` -> sampling grid for grid_sample.
 
     Returns ``(B, *spatial, ndim)`` with the last axis in grid_sample's reversed
     (x, y[, z]) order and values normalised to ``[-1, 1]`` (align_corners=True).
-    ``base`` is the identity in grid units, ``(*spatial, ndim)``; pass it to reuse
-    one across calls (see :func:`_identity_in_grid_units`).
+    Built one axis at a time from a 1-D ramp that broadcasts (see
+    :func:`_axis_in_grid_units`), so no full identity grid is ever allocated.
     """
-    spatial = disp.shape[2:]
-    if base is None:
-        base = _identity_in_grid_units(spatial, disp.device, disp.dtype)
-    scale = _grid_scale(spatial, disp.device, disp.dtype).flip(0)
-    moved = disp.movedim(1, -1).flip(-1)  # (B, *spatial, ndim), reversed axis order
-    return torch.addcmul(base, moved, scale)
+    shifts = disp.unbind(1)  # ndim tensors (B, *spatial), one per axis, tensor order
+    columns = [_axis_in_grid_units(shifts[axis], axis) for axis in reversed(range(len(shifts)))]
+    return torch.stack(columns, dim=-1)
+
+
+def _axis_in_grid_units(shift: torch.Tensor, axis: int) -> torch.Tensor:
+    """Sampling position along spatial ``axis`` in grid units, for a shift ``(B, *spatial)`` in voxels.
+
+    On an axis of ``n`` voxels, voxel ``i`` moved by ``d`` sits at
+    ``-1 + (i + d) * 2 / (n - 1)``. An axis of length 1 has no extent: every
+    position is 0, the centre of its only voxel.
+    """
+    n = shift.shape[1 + axis]
+    if n == 1:
+        return torch.zeros_like(shift)
+    ramp_shape = [1] * shift.dim()
+    ramp_shape[1 + axis] = n
+    ramp = torch.linspace(-1.0, 1.0, n, device=shift.device, dtype=shift.dtype).view(ramp_shape)
+    return torch.add(ramp, shift, alpha=2.0 / (n - 1))
 
 
 def _grid_to_voxels(grid: torch.Tensor) -> torch.Tensor:
@@ -145,10 +158,10 @@ def grid_to_disp(grid: torch.Tensor) -> torch.Tensor:
 
 
 def _resample(image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear",
-              padding: str = "border", base: torch.Tensor | None = None) -> torch.Tensor:
+              padding: str = "border") -> torch.Tensor:
     """Unchecked warp used by hot loops (integration, models). Same contract as :func:`warp`."""
     batch = max(image.shape[0], disp.shape[0])
-    grid = _voxels_to_grid(disp, base)
+    grid = _voxels_to_grid(disp)
     if grid.shape[0] != batch:
         grid = grid.expand(batch, *grid.shape[1:])
     if image.shape[0] != batch:
@@ -241,11 +254,10 @@ def integrate(velocity: torch.Tensor, steps: int = 7) -> torch.Tensor:
 
 
 def _integrate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
-    """Unchecked scaling and squaring; the identity grid is built once for all steps."""
+    """Unchecked scaling and squaring."""
     disp = velocity / (2 ** steps)
-    base = _identity_in_grid_units(velocity.shape[2:], velocity.device, velocity.dtype)
     for _ in range(steps):
-        disp = disp + _resample(disp, disp, base=base)
+        disp = disp + _resample(disp, disp)
     return disp
 
 
