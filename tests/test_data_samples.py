@@ -11,15 +11,6 @@ import torch
 from regedu.data import TISSUE_NAMES, brain_label_names, brain_slice, brain_volume, load_brain, samples
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one torch thread is faster and immune to a busy machine (as in DataLoader workers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a socket fails the test."""

@@ -14,15 +14,6 @@ KEYS = {"moving", "fixed", "moving_labels", "fixed_labels", "disp"}
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one torch thread is faster and immune to a busy machine (as in DataLoader workers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _assert_same_items(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
