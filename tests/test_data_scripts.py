@@ -76,8 +76,9 @@ class FileServer:
                 self.send_header("Content-Type", server.content_type)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
-                self.wfile.write(body[start:])
+                # count before writing: the client may finish reading before this thread runs again
                 server.bytes_sent += len(body) - start
+                self.wfile.write(body[start:])
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
