@@ -37,7 +37,9 @@ case "$task" in
     course)
         setup ""
         echo "[regedu] opening the course: start with notebooks/00_start_here.ipynb"
-        exec "$venv/bin/jupyter" lab notebooks/ "$@"
+        as_root=()
+        [ "$(id -u)" = 0 ] && as_root=(--allow-root)  # containers and cloud notebooks often run as root
+        exec "$venv/bin/jupyter" lab notebooks/ "${as_root[@]}" "$@"
         ;;
     test)
         setup "test"
