@@ -1,0 +1,177 @@
+"""Thirion's demons, and the diffeomorphic demons of Vercauteren et al.
+
+Demons do not minimise a loss with a generic optimiser. Each iteration computes a
+"force" at every voxel from the intensity difference and the image gradient, the
+optical-flow step that would make ``warped`` match ``fixed`` if the images were
+linear:
+
+    update = (fixed - warped) * J / (|J|^2 + alpha^2 (fixed - warped)^2)
+
+with ``J`` the gradient (of ``fixed`` in Thirion's version; the mean of the gradients
+of ``fixed`` and ``warped`` for the faster *symmetric* forces). The second term of the
+denominator bounds every step to ``1 / (2 alpha) = max_step`` voxels. Then:
+
+* *fluid-like* regularisation: the update is smoothed with a Gaussian (``sigma_fluid``);
+* the update is added to the field (classic demons) or, for ``diffeomorphic=True``,
+  exponentiated (scaling and squaring) and composed with it, so the map stays invertible;
+* *diffusion-like* regularisation: the field itself is smoothed (``sigma_diffusion``).
+
+With the pulling convention ``warped(x) = moving(x + disp(x))``, composing the update
+``u`` on the fixed side gives ``disp_new = compose(disp, u)`` (``u`` first, then ``disp``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from ..losses import mse
+from ..warps import compose, integrate, resize_disp, warp
+from .common import (
+    RegistrationResult,
+    affine_on_grid,
+    after_affine,
+    check_number,
+    downsample,
+    gaussian_smooth,
+    normalise_intensities,
+    per_level,
+    prepare_pair,
+    progress_bar,
+    pyramid_shapes,
+    warp_in_loop,
+)
+from .dense import check_initial_affine
+
+__all__ = ["demons", "demons_update", "match_histogram"]
+
+
+def _spatial_gradient(image: torch.Tensor) -> torch.Tensor:
+    """Intensity gradient ``(B, ndim, *spatial)`` of a one-channel image ``(B, 1, *spatial)``,
+    central differences (one-sided at the border), in intensity per voxel."""
+    ndim = image.dim() - 2
+    return torch.cat(torch.gradient(image, dim=tuple(range(2, 2 + ndim))), dim=1)
+
+
+def demons_update(fixed: torch.Tensor, warped: torch.Tensor, max_step: float = 1.0,
+                  symmetric: bool = True) -> torch.Tensor:
+    """The demons force ``(B, ndim, *spatial)`` in voxels, each vector at most ``max_step`` long.
+
+    Args:
+        fixed, warped: one-channel images ``(B, 1, *spatial)``, intensities in ``[0, 1]``.
+        max_step: the longest step, ``1 / (2 alpha)``, in voxels.
+        symmetric: use the mean gradient of both images (symmetric / ESM forces) instead of
+            the fixed image's gradient alone (Thirion).
+    """
+    difference = fixed - warped
+    gradient = _spatial_gradient(fixed)
+    if symmetric:
+        gradient = (gradient + _spatial_gradient(warped)) / 2
+    alpha = 1 / (2 * max_step)
+    denominator = gradient.square().sum(dim=1, keepdim=True) + alpha**2 * difference.square()
+    tiny = torch.finfo(fixed.dtype).tiny ** 0.5
+    return difference * gradient / denominator.clamp(min=tiny)
+
+
+def match_histogram(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Give each item of ``image`` the intensity distribution of ``reference`` (quantile matching).
+
+    The voxel with the ``k``-th smallest value in ``image`` takes the ``k``-th smallest value
+    of ``reference``: a monotone remapping of intensities, so that demons, which compare raw
+    intensities, see the same contrast in both images. Both ``(B, C, *spatial)``, same shape.
+    """
+    flat = image.flatten(1)
+    ranks = flat.argsort(dim=1).argsort(dim=1)
+    sorted_reference = reference.expand_as(image).flatten(1).sort(dim=1).values
+    return sorted_reference.gather(1, ranks).view_as(image)
+
+
+def _demons_iteration(disp, moving, fixed, affine, max_step, symmetric, sigma_fluid, sigma_diffusion,
+                      diffeomorphic) -> tuple[torch.Tensor, float]:
+    """One demons iteration on one pyramid level: returns the new field and the MSE before it."""
+    warped = warp_in_loop(moving, after_affine(disp, affine))
+    update = gaussian_smooth(demons_update(fixed, warped, max_step, symmetric), sigma_fluid)
+    if diffeomorphic:
+        disp = compose(disp, integrate(update))
+    else:
+        disp = disp + update
+    return gaussian_smooth(disp, sigma_diffusion), float(mse(fixed, warped))
+
+
+def demons(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: bool = False,
+           levels: int = 3, iterations=(100, 50, 25), sigma_fluid: float = 1.0,
+           sigma_diffusion: float = 2.0, max_step: float = 1.0, symmetric: bool = True,
+           match_intensities: bool = True, affine: torch.Tensor | None = None, callback=None, progress=None,
+           device=None) -> RegistrationResult:
+    """Demons registration of ``moving`` onto ``fixed``, coarse to fine.
+
+    Demons compare intensities directly (sum of squared differences), so both images
+    must show the same contrast: intensities are rescaled to ``[0, 1]`` per item and, with
+    ``match_intensities``, the moving image's histogram is matched to the fixed one's.
+
+    Args:
+        moving, fixed: one-channel ``(B, 1, *spatial)`` floating images, 2D or 3D.
+        diffeomorphic: compose the exponential of each update (diffeomorphic demons)
+            instead of adding the update.
+        levels, iterations: pyramid levels, and one int or one int per level (coarse first).
+        sigma_fluid: Gaussian width (voxels) for smoothing each update (0: none).
+        sigma_diffusion: Gaussian width (voxels) for smoothing the field after each update (0: none).
+        max_step: longest update per iteration, in voxels of the current level.
+        symmetric: symmetric (ESM) forces rather than Thirion's fixed-image gradient.
+        match_intensities: remap the moving intensities onto the fixed image's distribution
+            (:func:`match_histogram`) before registering; it undoes global contrast changes.
+        affine, callback, progress, device: see :func:`regedu.classical.register_dense`.
+            ``callback(level, iteration, loss)`` receives the mean squared error.
+
+    Returns:
+        :class:`RegistrationResult` whose ``history`` holds the MSE before each iteration.
+    """
+    start = time.perf_counter()
+    moving, fixed, ndim = prepare_pair(moving, fixed, device)
+    if moving.shape[1] != 1:
+        raise ValueError(
+            f"`demons` registers one-channel images, got {moving.shape[1]} channels "
+            f"({tuple(moving.shape)}). Select one with x[:, :1] or average them with x.mean(1, keepdim=True)."
+        )
+    sigma_fluid = check_number(sigma_fluid, "sigma_fluid")
+    sigma_diffusion = check_number(sigma_diffusion, "sigma_diffusion")
+    max_step = check_number(max_step, "max_step", strict=True)
+    counts = per_level(iterations, levels)
+    affine = check_initial_affine(affine, moving, ndim)
+    shape = tuple(fixed.shape[2:])
+    shapes = pyramid_shapes(shape, levels)
+    moving_01, fixed_01 = normalise_intensities(moving), normalise_intensities(fixed)
+    if match_intensities:
+        moving_01 = match_histogram(moving_01, fixed_01)
+
+    batch = max(moving.shape[0], fixed.shape[0])
+    disp = torch.zeros(batch, ndim, *shapes[0], device=moving.device, dtype=moving.dtype)
+    history = []
+    name = "diffeomorphic_demons" if diffeomorphic else "demons"
+    with torch.no_grad(), progress_bar(sum(counts), progress, name) as bar:
+        for level, (level_shape, count) in enumerate(zip(shapes, counts, strict=True)):
+            disp = resize_disp(disp, level_shape)
+            level_moving, level_fixed = downsample(moving_01, level_shape), downsample(fixed_01, level_shape)
+            level_affine = None if affine is None else affine_on_grid(affine, shape, level_shape)
+            losses = []
+            for iteration in range(count):
+                disp, loss = _demons_iteration(disp, level_moving, level_fixed, level_affine, max_step,
+                                               symmetric, sigma_fluid, sigma_diffusion, diffeomorphic)
+                if not math.isfinite(loss) or not bool(torch.isfinite(disp).all()):
+                    raise FloatingPointError(
+                        f"demons diverged (NaN or infinite values) at pyramid level {level}, iteration "
+                        f"{iteration}: lower max_step={max_step:g} or smooth more (sigma_fluid)."
+                    )
+                losses.append(loss)
+                if callback is not None:
+                    callback(level, iteration, loss)
+                bar.update()
+            history.append(losses)
+        total = after_affine(disp, affine)
+        warped = warp(moving, total)
+    return RegistrationResult(
+        warped=warped, disp=total, affine=affine, history=history, seconds=time.perf_counter() - start,
+        method=name, parameters={"displacement": disp},
+    )

@@ -1,0 +1,452 @@
+"""One training loop for every registration network and every kind of supervision.
+
+A model is any ``torch.nn.Module`` whose ``forward(moving, fixed)`` returns ``(warped, disp)``
+(regedu.models all do). A dataset yields dicts with ``moving`` and ``fixed`` and, depending on
+the supervision, ``moving_labels``/``fixed_labels`` or the true ``disp`` (regedu.data's datasets).
+
+Supervision (``TrainConfig.supervision``):
+
+* ``"unsupervised"``: ``similarity(fixed, warped) + weight * regulariser(disp)``;
+* ``"supervised"``: end-point error against the true field (synthetic pairs);
+* ``"labels"``: Dice loss between the fixed labels and the warped moving labels
+  (weak supervision) ``+ weight * regulariser``;
+* ``"synthmorph"``: the same Dice loss, meant for images synthesised from random label maps
+  (:class:`regedu.data.SynthMorphPairs`), which makes the model contrast-invariant.
+
+Checkpoints are plain dicts of tensors and JSON strings, written atomically, and loaded with
+``torch.load(weights_only=True)``: a checkpoint can never run code.
+
+Distributed: run the same script under ``torchrun --nproc_per_node=N``; the loop notices
+``WORLD_SIZE > 1``, joins the process group (NCCL on GPUs, gloo on CPUs), wraps the model in
+``DistributedDataParallel`` and gives each process its share of every batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+
+from . import losses, metrics, warps
+from .checks import check_choice, check_image
+
+__all__ = ["TrainConfig", "History", "train", "evaluate", "instance_optimize", "save_checkpoint",
+           "load_checkpoint", "load_model", "compute_loss"]
+
+SUPERVISIONS = ("unsupervised", "supervised", "labels", "synthmorph")
+SIMILARITIES = {"mse": losses.mse, "ncc": losses.ncc, "mi": losses.mi}
+REGULARISERS = {"diffusion": losses.diffusion, "bending": losses.bending}
+CHECKPOINT_FORMAT = 1
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in checkpoints as JSON).
+
+    ``steps`` and ``minutes`` both stop training, whichever comes first (``minutes=None``: no time
+    limit). ``weight`` multiplies the regulariser (unused by ``"supervised"``). ``amp`` is automatic
+    mixed precision (bfloat16), used on GPUs only, ``None`` meaning "on when the model is on a GPU".
+    """
+
+    supervision: str = "unsupervised"
+    similarity: str = "ncc"
+    regulariser: str = "diffusion"
+    weight: float = 1.0
+    lr: float = 1e-3
+    batch_size: int = 8
+    steps: int = 1000
+    minutes: float | None = None
+    seed: int = 0
+    validate_every: int = 100
+    checkpoint_every: int = 200
+    num_workers: int = 0
+    amp: bool | None = None
+
+    def __post_init__(self):
+        check_choice(self.supervision, "supervision", SUPERVISIONS)
+        check_choice(self.similarity, "similarity", list(SIMILARITIES))
+        check_choice(self.regulariser, "regulariser", list(REGULARISERS))
+        for name in ("steps", "batch_size", "validate_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(
+                f"`minutes` must be a positive time budget, got {self.minutes!r}. Use minutes=None to stop "
+                f"by the step count alone."
+            )
+        if not (self.weight >= 0 and math.isfinite(self.weight)):
+            raise ValueError(f"`weight` must be a finite number >= 0, got {self.weight!r}.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"`lr` must be a finite number > 0, got {self.lr!r}.")
+
+
+@dataclasses.dataclass
+class History:
+    """What a run produced: loss per step, validation Dice at intervals, seconds spent."""
+
+    step: int = 0
+    losses: list[float] = dataclasses.field(default_factory=list)
+    validation: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------------
+# the loss of one batch
+# ---------------------------------------------------------------------------
+
+
+def _label_values(*label_maps: torch.Tensor) -> torch.Tensor:
+    return torch.unique(torch.cat([m.flatten() for m in label_maps]))
+
+
+def _one_hot(label_map: torch.Tensor, values: torch.Tensor, dtype) -> torch.Tensor:
+    """Integer map ``(B, 1, *spatial)`` -> one-hot ``(B, L, *spatial)`` over ``values``."""
+    view = (1, -1) + (1,) * (label_map.dim() - 2)
+    return (label_map == values.view(view)).to(dtype)
+
+
+def compute_loss(model: torch.nn.Module, batch: dict, config: TrainConfig) -> torch.Tensor:
+    """Loss of one batch under ``config.supervision`` (scalar tensor to minimise)."""
+    moving, fixed = batch["moving"], batch["fixed"]
+    warped, disp = model(moving, fixed)[:2]
+    regulariser = REGULARISERS[config.regulariser]
+    if config.supervision == "unsupervised":
+        similarity = SIMILARITIES[config.similarity](fixed.float(), warped.float())
+        return similarity + config.weight * regulariser(disp.float())
+    if config.supervision == "supervised":
+        _require(batch, "disp", config.supervision)
+        return losses.endpoint_error(disp.float(), batch["disp"].float())
+    _require(batch, "moving_labels", config.supervision)
+    _require(batch, "fixed_labels", config.supervision)
+    values = _label_values(batch["moving_labels"], batch["fixed_labels"])
+    moving_onehot = _one_hot(batch["moving_labels"], values, disp.dtype)
+    fixed_onehot = _one_hot(batch["fixed_labels"], values, torch.float32)
+    warped_onehot = warps._resample(moving_onehot, disp).float()
+    # leave the background channel out: it dominates the volume and says little
+    dice = losses.dice_loss(fixed_onehot[:, 1:], warped_onehot[:, 1:])
+    return dice + config.weight * regulariser(disp.float())
+
+
+def _require(batch: dict, key: str, supervision: str) -> None:
+    if key not in batch:
+        raise ValueError(
+            f"supervision={supervision!r} needs `{key}` in every batch, but the dataset gives only "
+            f"{sorted(batch)}. Use a dataset that provides it (e.g. regedu.data.TemplatePairs) or another "
+            f"supervision."
+        )
+
+
+# ---------------------------------------------------------------------------
+# seeding, devices, distributed
+# ---------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and GPU) for a reproducible run."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), joining the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+            for key, value in batch.items()}
+
+
+def _batch_indices(length: int, batch_size: int, seed: int, start_step: int, rank: int, world: int):
+    """Dataset indices of every batch from ``start_step`` on, forever.
+
+    The data are a stream of shuffled epochs (epoch ``e`` is the permutation drawn from
+    ``seed + e``), cut into batches of ``batch_size``; a resumed run starts exactly where the
+    interrupted one stopped, without loading the batches it skips. Under DDP, process ``rank``
+    takes every ``world``-th item of each batch, so the processes share one batch.
+    """
+    position = start_step * batch_size
+    epoch, offset = divmod(position, length)
+    batch: list[int] = []
+    while True:
+        order = torch.randperm(length, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        for index in order[offset:]:
+            batch.append(index)
+            if len(batch) == batch_size:
+                yield batch[rank::world]
+                batch = []
+        epoch, offset = epoch + 1, 0
+
+
+def _loader(dataset: Dataset, config: TrainConfig, start_step: int, rank: int, world: int) -> DataLoader:
+    if len(dataset) == 0:
+        raise ValueError("the training dataset is empty: give it at least one pair.")
+    if config.batch_size % world:
+        raise ValueError(f"`batch_size` {config.batch_size} must be divisible by the {world} processes.")
+    batches = _batch_indices(len(dataset), config.batch_size, config.seed, start_step, rank, world)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=config.num_workers)
+
+
+# ---------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------
+
+
+def _model_spec(model: torch.nn.Module) -> dict:
+    """Class name and constructor arguments, so that :func:`load_model` can rebuild the model."""
+    return {"class": type(model).__name__, "config": dict(getattr(model, "config", {}))}
+
+
+def save_checkpoint(path, model, optimizer=None, config: TrainConfig | None = None,
+                    history: History | None = None) -> Path:
+    """Write a checkpoint atomically (temporary file, then rename) and return its path."""
+    from . import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "regedu_version": __version__,
+        "model_spec": json.dumps(_model_spec(model)),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else {},
+        "config": json.dumps(dataclasses.asdict(config)) if config is not None else "{}",
+        "history": json.dumps(dataclasses.asdict(history)) if history is not None else "{}",
+        "rng": torch.get_rng_state(),
+    }
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint safely (``weights_only=True``) and check it is regedu's; JSON fields decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: check the path, or train one with `regedu train`.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise ValueError(
+            f"{path} is not a readable regedu checkpoint ({type(error).__name__}: {error}). It may be "
+            f"truncated or corrupt, or not a checkpoint at all: retrain, or resume from an earlier one."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is not a regedu checkpoint of format {CHECKPOINT_FORMAT} (found "
+            f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}). "
+            f"It was written by another program or another regedu version: retrain it with this one."
+        )
+    for key in ("model_spec", "config", "history"):
+        payload[key] = json.loads(payload[key])
+    return payload
+
+
+def load_model(path_or_module, device=None) -> torch.nn.Module:
+    """A model from a checkpoint path (rebuilt from its saved class and arguments), or a module as is."""
+    if isinstance(path_or_module, torch.nn.Module):
+        return path_or_module.to(device) if device is not None else path_or_module
+    from . import models
+
+    payload = load_checkpoint(path_or_module)
+    spec = payload["model_spec"]
+    cls = getattr(models, spec["class"], None)
+    if cls is None:
+        raise ValueError(
+            f"{path_or_module} holds a {spec['class']!r}, which this regedu ({models.__name__}) does not "
+            f"have. It was saved by another version: retrain it with this one."
+        )
+    model = cls(**spec["config"])
+    _load_state(model, payload["model"], path_or_module)
+    model.eval()
+    return model.to(device) if device is not None else model
+
+
+def _load_state(model: torch.nn.Module, state: dict, path) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(
+            f"the checkpoint {path} does not fit this {type(model).__name__}: {str(error).splitlines()[0]} "
+            f"It was saved from another model or configuration: build the same model, or retrain."
+        ) from None
+
+
+# ---------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 8,
+             max_items: int | None = None) -> dict:
+    """Mean Dice over labels and pairs, mean folding fraction, seconds per pair, on a labelled dataset."""
+    was_training = model.training
+    model.eval()
+    device = _model_device(model)
+    count = len(dataset) if max_items is None else min(max_items, len(dataset))
+    subset = torch.utils.data.Subset(dataset, range(count))
+    dice_values, folding, seconds = [], [], 0.0
+    for batch in DataLoader(subset, batch_size=batch_size):
+        batch = _to_device(batch, device)
+        start = time.perf_counter()
+        _, disp = model(batch["moving"], batch["fixed"])[:2]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - start
+        warped_labels = warps.warp_labels(batch["moving_labels"], disp.float())
+        dice_values.append(metrics.dice(warped_labels, batch["fixed_labels"]).nanmean(dim=1))
+        folding.append(metrics.folding_fraction(disp.float()))
+    model.train(was_training)
+    return {"dice": float(torch.cat(dice_values).mean()), "folding": float(torch.cat(folding).mean()),
+            "seconds_per_pair": seconds / max(count, 1)}
+
+
+def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig | None = None, *,
+          validation: Dataset | None = None, checkpoint: str | os.PathLike | None = None,
+          resume: bool = False, progress: bool = True,
+          callback: Callable[[int, float], None] | None = None, **options) -> History:
+    """Train ``model`` on ``dataset``; returns the :class:`History`.
+
+    Args:
+        model: any module with ``forward(moving, fixed) -> (warped, disp, ...)``; trained on its
+            current device.
+        dataset: yields dicts (see the module docstring).
+        config: a :class:`TrainConfig`; keyword ``options`` override its fields
+            (``train(model, ds, steps=200, weight=0.5)``).
+        validation: a labelled dataset; mean Dice is evaluated every ``config.validate_every`` steps.
+        checkpoint: file to save to every ``config.checkpoint_every`` steps and at the end.
+        resume: continue from ``checkpoint`` if it exists (model, optimiser, step, history).
+        progress: show a tqdm progress bar with the current loss.
+        callback: ``callback(step, loss)`` after every step (live plots in notebooks).
+    """
+    config = dataclasses.replace(config or TrainConfig(), **options)
+    rank, world = _distributed()
+    seed_everything(config.seed + rank)
+    device = _model_device(model)
+    use_amp = device.type == "cuda" and (config.amp is None or config.amp)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    history = History()
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        history = _resume(checkpoint, model, optimizer)
+    network = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    batches = iter(_loader(dataset, config, history.step, rank, world))
+    bar = _progress_bar(config, history, enabled=progress and rank == 0)
+    deadline = time.monotonic() + 60 * config.minutes if config.minutes else math.inf
+    start = time.monotonic() - history.seconds
+    model.train()
+    while history.step < config.steps and time.monotonic() < deadline:
+        batch = _to_device(next(batches), device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = compute_loss(network, batch, config)
+        if not torch.isfinite(loss.detach()):
+            raise FloatingPointError(
+                f"the training loss became {float(loss)} at step {history.step}: lower the learning rate "
+                f"(now {config.lr}) or the regulariser weight, and check the inputs for NaNs."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        history.step += 1
+        history.losses.append(float(loss.detach()))
+        history.seconds = time.monotonic() - start
+        _after_step(model, optimizer, config, history, validation, checkpoint, bar, callback, rank)
+    if bar is not None:
+        bar.close()
+    if checkpoint is not None and rank == 0:
+        save_checkpoint(checkpoint, model, optimizer, config, history)
+    return history
+
+
+def _after_step(model, optimizer, config, history, validation, checkpoint, bar, callback, rank) -> None:
+    loss = history.losses[-1]
+    if validation is not None and rank == 0 and history.step % config.validate_every == 0:
+        history.validation.append((history.step, evaluate(model, validation)["dice"]))
+    if checkpoint is not None and rank == 0 and history.step % config.checkpoint_every == 0:
+        save_checkpoint(checkpoint, model, optimizer, config, history)
+    if bar is not None:
+        postfix = {"loss": f"{loss:.4f}"}
+        if history.validation:
+            postfix["val dice"] = f"{history.validation[-1][1]:.3f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+    if callback is not None:
+        callback(history.step, loss)
+
+
+def _resume(path, model, optimizer) -> History:
+    payload = load_checkpoint(path)
+    _load_state(model, payload["model"], path)
+    optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["rng"])
+    saved = payload["history"]
+    return History(step=saved["step"], losses=list(saved["losses"]),
+                   validation=[tuple(v) for v in saved["validation"]], seconds=saved["seconds"])
+
+
+def _progress_bar(config: TrainConfig, history: History, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.steps, initial=history.step, desc="training", unit="step", dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------
+# test-time instance optimisation
+# ---------------------------------------------------------------------------
+
+
+def instance_optimize(model: torch.nn.Module, moving: torch.Tensor, fixed: torch.Tensor, steps: int = 50,
+                      lr: float = 0.1, similarity: str = "ncc", weight: float = 1.0,
+                      regulariser: str = "diffusion"):
+    """Refine a network's field on one pair by a few gradient steps on the field itself.
+
+    Starts from the network's prediction and minimises ``similarity + weight * regulariser`` over
+    the displacement (voxels), with Adam. Returns ``(warped, disp)`` like the model.
+    """
+    ndim = check_image(moving, "moving")
+    check_image(fixed, "fixed", ndim=ndim)
+    check_choice(similarity, "similarity", list(SIMILARITIES))
+    check_choice(regulariser, "regulariser", list(REGULARISERS))
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"`steps` must be an integer >= 0, got {steps!r}.")
+    with torch.no_grad():
+        disp = model(moving, fixed)[1].detach().float().clone()
+    disp.requires_grad_(True)
+    optimizer = torch.optim.Adam([disp], lr=lr)
+    for _ in range(steps):
+        warped = warps._resample(moving, disp)
+        loss = SIMILARITIES[similarity](fixed, warped) + weight * REGULARISERS[regulariser](disp)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    disp = disp.detach()
+    return warps._resample(moving, disp), disp
