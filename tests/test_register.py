@@ -13,15 +13,6 @@ from regedu.data import random_transform, subject_from_disp, synth_image, synth_
 QUICK = {"levels": 2, "iterations": 30, "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny images: one thread is fastest, and immune to other jobs on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pair():
     shape = (40, 44)
