@@ -368,8 +368,8 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig | None =
             loss = compute_loss(network, batch, config)
         if not torch.isfinite(loss.detach()):
             raise FloatingPointError(
-                f"the training loss became {float(loss)} at step {history.step}: lower the learning rate "
-                f"(now {config.lr}) or the regulariser weight, and check the inputs for NaNs."
+                f"the training loss became {float(loss.detach())} at step {history.step}: lower the learning "
+                f"rate (now {config.lr}) or the regulariser weight, and check the inputs for NaNs."
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
