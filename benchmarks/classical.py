@@ -22,6 +22,12 @@ peer's own linear resampling ("conv. error", mean absolute intensity difference,
     benchmarks/.venv/bin/python benchmarks/classical.py --device cuda  # regedu on the GPU
     benchmarks/.venv/bin/python benchmarks/classical.py --quick        # smoke run: small crops, 1 pair
     benchmarks/.venv/bin/python benchmarks/classical.py --ndim 2 --pairs 4 --methods default SyNCC
+
+On a machine shared with other jobs, set ``OMP_WAIT_POLICY=PASSIVE`` (or ``--threads 1``): torch's
+OpenMP threads otherwise spin while they wait for a peer that the OS has descheduled, and a 2D
+registration was seen to take 15 times longer with 2 threads than with 1 (ITK's threads, in ANTs
+and SimpleITK, do not spin). ANTs' SyNCC runs 2100/1200/1200/20 SyN iterations per level: in 3D it
+takes about half an hour per pair on 2 cores.
 """
 
 from __future__ import annotations
@@ -49,8 +55,8 @@ from regedu.api import register
 from regedu.data import brain_slice, brain_volume, synth_subject
 from regedu.warps import identity_grid, warp, warp_labels
 
-REGEDU_METHODS = ["default", "affine+dense", "affine+bspline", "affine+demons", "affine+diffeomorphic_demons"]
-PEER_METHODS = ["ANTs SyN", "ANTs SyNCC", "SimpleITK affine+demons"]
+REGEDU_METHODS = ["default", "affine+dense", "affine+svf", "affine+bspline", "affine+demons",
+                  "affine+diffeomorphic_demons"]
 REFERENCE = "ANTs SyNCC"
 PAIRS = {2: 10, 3: 3}
 SEEDS = {2: 1000, 3: 2000}

@@ -435,6 +435,8 @@ def test_other_bad_options_raise(pair2d):
         demons(moving.expand(1, 2, 48, 48), fixed.expand(1, 2, 48, 48))
     with pytest.raises(ValueError, match="control points"):
         bspline_to_disp(torch.zeros(1, 2, 5, 5), 4, (32, 32))
+    with pytest.raises(ValueError, match="`affine` has batch size 3"):
+        register_dense(moving.expand(2, 1, 48, 48), fixed, affine=torch.eye(2, 3).expand(3, 2, 3))
 
 
 def test_a_diverging_run_stops_and_names_the_learning_rate(pair2d):

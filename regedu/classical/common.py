@@ -50,6 +50,7 @@ __all__ = [
     "warp_in_loop",
     "per_level",
     "check_number",
+    "check_initial_affine",
     "progress_bar",
 ]
 
@@ -158,6 +159,27 @@ def prepare_pair(moving, fixed, device=None) -> tuple[torch.Tensor, torch.Tensor
         check_finite(image, name)
         _check_contrast(image, name)
     return moving, fixed, ndim
+
+
+def check_initial_affine(affine, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor | None:
+    """Validate the ``affine=`` option of a deformable method: ``None`` or ``(B, ndim, ndim + 1)``.
+
+    ``moving`` and ``fixed`` are the checked pair. Returns the affine on ``moving``'s device and
+    dtype, detached (a deformable method does not optimise it further).
+    """
+    if affine is None:
+        return None
+    ndim = moving.dim() - 2
+    expected = (ndim, ndim + 1)
+    if not isinstance(affine, torch.Tensor) or affine.dim() != 3 or tuple(affine.shape[1:]) != expected:
+        got = tuple(affine.shape) if isinstance(affine, torch.Tensor) else type(affine).__name__
+        raise ValueError(
+            f"`affine` must be a (B, {ndim}, {ndim + 1}) matrix on voxel indices of the fixed grid "
+            f"(e.g. register_affine(...).affine), got {got}."
+        )
+    batch = max(moving.shape[0], fixed.shape[0])
+    check_batch(affine, moving.expand(batch, *moving.shape[1:]), "affine", "the image pair")
+    return affine.detach().to(device=moving.device, dtype=moving.dtype)
 
 
 def check_number(value, name: str, minimum: float = 0.0, strict: bool = False) -> float:

@@ -33,6 +33,7 @@ from .common import (
     RegistrationResult,
     affine_on_grid,
     after_affine,
+    check_initial_affine,
     check_number,
     downsample,
     gaussian_smooth,
@@ -43,7 +44,6 @@ from .common import (
     pyramid_shapes,
     warp_in_loop,
 )
-from .dense import check_initial_affine
 
 __all__ = ["demons", "demons_update", "match_histogram"]
 
@@ -139,7 +139,7 @@ def demons(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: bool = F
     sigma_diffusion = check_number(sigma_diffusion, "sigma_diffusion")
     max_step = check_number(max_step, "max_step", strict=True)
     counts = per_level(iterations, levels)
-    affine = check_initial_affine(affine, moving, ndim)
+    affine = check_initial_affine(affine, moving, fixed)
     shape = tuple(fixed.shape[2:])
     shapes = pyramid_shapes(shape, levels)
     moving_01, fixed_01 = normalise_intensities(moving), normalise_intensities(fixed)

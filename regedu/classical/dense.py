@@ -23,6 +23,7 @@ from .common import (
     RegistrationResult,
     affine_on_grid,
     after_affine,
+    check_initial_affine,
     check_number,
     downsample,
     normalise_intensities,
@@ -36,24 +37,7 @@ from .common import (
     warp_in_loop,
 )
 
-__all__ = ["register_dense", "check_initial_affine"]
-
-
-def check_initial_affine(affine, moving: torch.Tensor, ndim: int) -> torch.Tensor | None:
-    """Validate the ``affine=`` option of a deformable method: ``None`` or ``(B, ndim, ndim + 1)``.
-
-    Returns it on ``moving``'s device and dtype, detached (it is not optimised further).
-    """
-    if affine is None:
-        return None
-    expected = (ndim, ndim + 1)
-    if not isinstance(affine, torch.Tensor) or affine.dim() != 3 or tuple(affine.shape[1:]) != expected:
-        got = tuple(affine.shape) if isinstance(affine, torch.Tensor) else type(affine).__name__
-        raise ValueError(
-            f"`affine` must be a (B, {ndim}, {ndim + 1}) matrix on voxel indices of the fixed grid "
-            f"(e.g. register_affine(...).affine), got {got}."
-        )
-    return affine.detach().to(device=moving.device, dtype=moving.dtype)
+__all__ = ["register_dense"]
 
 
 def _level_loss(field: torch.Tensor, moving, fixed, affine, similarity, regulariser, weight: float,
@@ -100,7 +84,7 @@ def register_dense(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: 
     lr = check_number(lr, "lr", strict=True)
     steps = check_positive_int(steps, "steps", minimum=0)
     counts = per_level(iterations, levels)
-    affine = check_initial_affine(affine, moving, ndim)
+    affine = check_initial_affine(affine, moving, fixed)
     shape = tuple(fixed.shape[2:])
     shapes = pyramid_shapes(shape, levels)
     similarity = similarity_function(similarity, window, bins)

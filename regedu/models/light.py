@@ -2,8 +2,10 @@
 
 Each 3x3(x3) convolution becomes a per-channel 3x3(x3) convolution followed by a 1x1(x1) one that
 mixes channels (see :func:`regedu.models.unet.conv_layer`), and every level has half of
-VoxelMorph's channels: about 1/30 of the weights. It trains and runs on a laptop CPU, at some
-cost in accuracy; the call is the same as :class:`~.voxelmorph.VoxelMorph`'s.
+VoxelMorph's channels: about 1/35 of the weights and about half the time on a CPU. Memory is
+another matter: a separable block keeps two tensors per convolution for the backward pass, so
+training needs about as much memory as VoxelMorph (``benchmarks/results/learned_speed_cpu.md``).
+It trains on a laptop CPU, at some cost in accuracy; the call is the same as VoxelMorph's.
 """
 
 from __future__ import annotations

@@ -294,15 +294,19 @@ class UNet(nn.Module):
         x = x.contiguous(memory_format=layout)
         skips = []
         for block in self.encoder:
-            x = block(x).contiguous(memory_format=layout)
+            x = self._run(block, x)
             skips.append(x)
             x = _MAX_POOL[self.ndim](x, 2)
-        x = self.bottom(x).contiguous(memory_format=layout)
+        x = self._run(self.bottom, x)
         for block in self.up:
-            x = block(x, skips.pop()).contiguous(memory_format=layout)
+            x = self._run(block, x, skips.pop())
         for block in self.full_resolution:
-            x = block(x).contiguous(memory_format=layout)
+            x = self._run(block, x)
         return x
+
+    def _run(self, block: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        """``block(*inputs)``, its output kept in the UNet's memory layout."""
+        return block(*inputs).contiguous(memory_format=self.memory_format)
 
     def _check_input(self, x: torch.Tensor) -> None:
         check_image(x, "x", self.ndim)
