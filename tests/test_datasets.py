@@ -255,3 +255,19 @@ def test_bad_files_are_named_up_front(folder):
     unchecked = NiftiPairs([("a.nii.gz", "broken.nii.gz")], root=folder, check=False)
     with pytest.raises(ValueError, match="broken.nii.gz"):
         unchecked[0]
+
+
+def test_large_deformation_pairs_items_are_seeded_toys_with_their_field():
+    from regedu.data import LargeDeformationPairs
+    from regedu.warps import warp
+
+    dataset = LargeDeformationPairs(length=6, shape=(48, 48), magnitude=10.0, min_magnitude=5.0, seed=3)
+    item = dataset[2]
+    assert set(item) == {"moving", "fixed", "moving_labels", "fixed_labels", "disp"}
+    assert item["moving"].shape == (1, 48, 48) and item["disp"].shape == (2, 48, 48)
+    assert torch.equal(item["fixed"], dataset[2]["fixed"])  # deterministic
+    assert torch.allclose(warp(item["moving"][None], item["disp"][None])[0], item["fixed"], atol=1e-5)
+    largest = [float(dataset[i]["disp"].norm(dim=0).max()) for i in range(len(dataset))]
+    assert all(4.5 <= value <= 11.5 for value in largest) and max(largest) - min(largest) > 0.5
+    with pytest.raises(ValueError, match="min_magnitude"):
+        LargeDeformationPairs(min_magnitude=20.0)

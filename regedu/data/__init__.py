@@ -6,7 +6,7 @@ toy shapes) and :mod:`~regedu.data.datasets` (torch Datasets of registration pai
 """
 
 from .check import PairReport, check_pair
-from .datasets import NiftiPairs, SynthMorphPairs, TemplatePairs, item_seed
+from .datasets import LargeDeformationPairs, NiftiPairs, SynthMorphPairs, TemplatePairs, item_seed
 from .io import (
     NiftiVolume,
     Padding,
@@ -73,6 +73,7 @@ __all__ = [
     # datasets
     "NiftiPairs",
     "SynthMorphPairs",
+    "LargeDeformationPairs",
     "TemplatePairs",
     "item_seed",
     # io (NIfTI at the boundary)

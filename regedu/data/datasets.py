@@ -29,6 +29,8 @@ from .samples import brain_slice, brain_volume
 from .synthetic import (
     _check_shape,
     _check_template,
+    _rand,
+    large_deformation_pair,
     make_generator,
     random_disp,
     random_transform,
@@ -37,7 +39,7 @@ from .synthetic import (
     synth_labels,
 )
 
-__all__ = ["item_seed", "TemplatePairs", "SynthMorphPairs", "NiftiPairs"]
+__all__ = ["item_seed", "TemplatePairs", "SynthMorphPairs", "LargeDeformationPairs", "NiftiPairs"]
 
 _PAIR_KEYS = ("moving", "fixed", "moving_labels", "fixed_labels")
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -188,6 +190,46 @@ class SynthMorphPairs(Dataset):
             "fixed": synth_image(fixed_labels, **self.image_options, seed=generator),
             "moving_labels": moving_labels, "fixed_labels": fixed_labels, "disp": disp,
         })
+
+
+class LargeDeformationPairs(Dataset):
+    """The large-deformation toy as a dataset: a disk pushed further than its own radius.
+
+    Item ``i`` is :func:`~regedu.data.synthetic.large_deformation_pair` of kind ``"large_warp"``:
+    a random direction and a displacement of the image centre drawn uniformly between
+    ``min_magnitude`` and ``magnitude`` voxels, with the true ``disp`` and the labels (1 inside
+    the disk). Single-scale networks, whose receptive field and smooth fields favour small
+    motions, do badly here; coarse-to-fine ones do not (notebook 06, ``benchmarks/learned.py``).
+
+    Args:
+        length: number of items. shape: spatial size, 2 or 3 integers.
+        magnitude, min_magnitude: range of the centre's displacement, in voxels.
+        seed: base seed; item ``i`` uses :func:`item_seed` ``(seed, i)``. device: where items are made.
+    """
+
+    def __init__(self, length: int = 64, shape: Sequence[int] = (64, 64), magnitude: float = 12.0,
+                 min_magnitude: float | None = None, seed: int = 0, device=None):
+        self.length = check_positive_int(length, "length")
+        self.shape = _check_shape(shape)
+        self.magnitude = float(magnitude)
+        self.min_magnitude = self.magnitude if min_magnitude is None else float(min_magnitude)
+        if not 0 <= self.min_magnitude <= self.magnitude:
+            raise ValueError(f"need 0 <= min_magnitude <= magnitude, got {self.min_magnitude} and "
+                             f"{self.magnitude}.")
+        self.seed = seed
+        self.device = device
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        index = _check_index(index, self.length)
+        seed = item_seed(self.seed, index)
+        fraction = float(_rand((), make_generator(seed + 1), "cpu", torch.float64))
+        magnitude = self.min_magnitude + fraction * (self.magnitude - self.min_magnitude)
+        pair = large_deformation_pair(self.shape, "large_warp", magnitude=magnitude, seed=seed,
+                                      device=self.device)
+        return _without_batch(pair)
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ in regedu, so ``regedu.warps.warp(moving, disp)`` reproduces ``warped``.
 from .affine import AffineNet, Cascade, centred_to_voxel_affine
 from .base import AffineRegistration, PyramidRegistration, Registration, VelocityRegistration
 from .light import LightVoxelMorph
+from .pretrained import PRETRAINED, pretrained, pretrained_path
 from .pyramid import PyramidNet
 from .unet import UNet
 from .voxelmorph import FlowNet, VoxelMorph
@@ -29,4 +30,7 @@ __all__ = [
     "AffineRegistration",
     "PyramidRegistration",
     "centred_to_voxel_affine",
+    "PRETRAINED",
+    "pretrained",
+    "pretrained_path",
 ]
