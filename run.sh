@@ -3,6 +3,7 @@
 #
 #   bash run.sh course   # install into ./.venv and open the course in JupyterLab
 #   bash run.sh test     # install into ./.venv (with test tools) and run lint + the whole test suite
+#   bash run.sh html     # install into ./.venv, run the whole course in full mode, render it to course_html/
 #
 # Set-up is idempotent: a second run reuses ./.venv and reinstalls only when pyproject.toml changed.
 # PYTHON=python3.12 picks the interpreter; REGEDU_TORCH="..." picks the torch build (see scripts/install_torch.sh).
@@ -48,8 +49,13 @@ case "$task" in
         echo "[regedu] tests (unit, oracle, notebooks) with REGEDU_FAST=1"
         REGEDU_FAST=1 MPLBACKEND=Agg exec "$venv/bin/python" -m pytest -n "${REGEDU_TEST_WORKERS:-2}" --dist loadfile "$@"
         ;;
+    html)
+        setup ""
+        echo "[regedu] executing every notebook in full mode and rendering it to course_html/"
+        exec "$venv/bin/python" scripts/render_course.py "$@"
+        ;;
     *)
-        echo "usage: bash run.sh course | test   (see README.md)"
+        echo "usage: bash run.sh course | test | html   (see README.md)"
         exit 2
         ;;
 esac

@@ -18,9 +18,9 @@ A description reads top to bottom like the notebook::
 
 Notebooks are written without outputs, except the expected text of cells given ``expect=``: those
 carry ``# NBVAL_CHECK_OUTPUT``, their stored output and an execution count of 1 (nbval reports a
-cell with outputs and no count as "Unrun reference cell has outputs"), and ``pytest --nbval-lax`` compares with
-what the cell prints. Use it only for numbers that are the same on every machine (shapes, counts,
-exact checks), never for timings or trained results.
+cell with outputs and no count as "Unrun reference cell has outputs"), and ``pytest --nbval-lax``
+compares that output with what the cell prints. Use it only for numbers that are the same on every
+machine (shapes, counts, exact checks), never for timings or trained results.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class Notebook:
     def notebooks(self) -> dict[Path, nbformat.NotebookNode]:
         """The two notebooks this description generates, by path."""
         if not 2 <= self._exercises <= 4:
-            raise ValueError(f"{self.name}: a course notebook has 2 to 4 exercises, this one has {self._exercises}")
+            raise ValueError(f"{self.name}: a course notebook has 2 to 4 exercises, "
+                             f"this one has {self._exercises}")
         return {
             NOTEBOOKS / f"{self.name}.ipynb": self._build(solution=False),
             SOLUTIONS / f"{self.name}_solutions.ipynb": self._build(solution=True),

@@ -1,0 +1,403 @@
+"""Builds notebooks/07_3d_brains_and_nifti.ipynb and its solutions (see notebook_builder.py)."""
+
+from notebook_builder import Notebook
+
+nb = Notebook("07_3d_brains_and_nifti")
+
+nb.markdown("""
+    # 07 · 3D brains and NIfTI files
+
+    **What you will learn (about 40 minutes, of which up to 10 of computing on a CPU):** how a 3D brain volume
+    is stored (a tensor `(1, 1, X, Y, Z)` plus an *affine* that says where each voxel is, in millimetres),
+    what RAS orientation and voxel spacing mean, how to look at a volume with a three-plane viewer, how
+    classical and learned registration do in 3D and what they cost in time and memory, how to save results
+    that open in ITK-SNAP or FSLeyes, and how to register your own NIfTI files with `check_pair` and the
+    `regedu` command.
+""")
+
+nb.code("""
+    import os
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import nibabel as nib
+    import numpy as np
+    import torch
+
+    import regedu
+    from regedu import data, metrics, models, train, viz, warps, widgets
+
+    FAST = os.environ.get("REGEDU_FAST") == "1"
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    _ = torch.manual_seed(0)
+
+    # 3D is expensive on a CPU: register at 4 mm (48 x 56 x 48 voxels); with a GPU, full mode uses 2 mm
+    REG_SHAPE = (96, 112, 96) if device.type == "cuda" and not FAST else (48, 56, 48)
+    CLASSICAL = {"iterations": (10, 10, 5), "affine_options": {"iterations": (20, 10, 0)}} if FAST else {}
+    TRAIN_STEPS = 3 if FAST else 100_000                                 # network training: steps ...
+    TRAIN_MINUTES = None if FAST else (2.0 if device.type == "cuda" else 4.0)  # ... or minutes, first to end
+    IO_STEPS = 20 if FAST else 100                                        # instance optimisation steps
+    CLI_METHOD = "affine" if FAST else "default"
+    OUT = Path(tempfile.gettempdir()) / "regedu_07"                       # where this notebook writes files
+    OUT.mkdir(exist_ok=True)
+    print(f"device: {device}, fast mode: {FAST}, registration grid: {REG_SHAPE}, files in {OUT}")
+""")
+
+nb.markdown("""
+    ## 1. A volume is a tensor plus an affine
+
+    `regedu.data.brain_volume()` gives the MNI brain at 2 mm, cropped to 96 x 112 x 96 voxels. The tensor has
+    the usual `(B, C, *spatial)` layout, here `(1, 1, X, Y, Z)`. Its spatial axes are in **RAS** order: index
+    `x` grows towards the subject's **R**ight, `y` towards **A**nterior, `z` towards **S**uperior. The
+    **affine** is a 4 x 4 matrix that maps a voxel index `(i, j, k)` to millimetres in the scanner's (here
+    MNI's) world coordinates; its columns' lengths are the voxel **spacing**.
+""")
+
+nb.code("""
+    brain = data.brain_volume()
+    volume, labels = brain.image, brain.labels
+    print("tensor shape:", tuple(volume.shape))
+    print("voxel spacing (mm):", brain.spacing)
+    print("axis directions:", nib.aff2axcodes(brain.affine))
+""", expect=(
+    "tensor shape: (1, 1, 96, 112, 96)\n"
+    "voxel spacing (mm): (2.0, 2.0, 2.0)\n"
+    "axis directions: ('R', 'A', 'S')\n"
+))
+
+nb.code("""
+    np.set_printoptions(precision=1, suppress=True)
+    print("affine (voxel index -> mm):")
+    print(brain.affine)
+    centre = np.array([48, 56, 48, 1])
+    print("voxel (48, 56, 48) is at", (brain.affine @ centre)[:3], "mm")
+""")
+
+nb.markdown("""
+    The diagonal holds the spacing (2 mm, positive: the axes run R, A, S); the last column is where voxel
+    `(0, 0, 0)` lies. Multiply by the affine to go from voxels to millimetres, by its inverse to go back.
+
+    ## 2. Looking at a volume: three planes
+
+    A 3D volume is read as three orthogonal slices through one point: **sagittal** (across x), **coronal**
+    (across y) and **axial** (across z). `regedu.viz.three_plane` draws them as a radiologist expects (the
+    patient's right on the left of the screen, letters on each side); the cyan lines show where the other two
+    planes cut.
+""")
+
+nb.code("""
+    viz.three_plane(volume, labels=labels, title="MNI brain, 2 mm, with tissue labels")
+""")
+
+nb.markdown("""
+    Move through the volume with the sliders. Check that the letters match the anatomy: the eyes are
+    anterior (A), the cerebellum posterior and inferior.
+""")
+
+nb.code("""
+    widgets.slice_viewer_widget(volume, labels)
+""")
+
+nb.markdown("""
+    ## 3. NIfTI files and orientation
+
+    NIfTI (`.nii` or `.nii.gz`) stores the voxel array **and** the affine. Files in the wild store their
+    voxels in many orders: LPS (DICOM's habit), LAS, or an oblique slab. `regedu.data.load_nifti` reads the
+    affine and reorders the array to RAS, so every tensor in regedu has the same axis meaning. Let us write
+    the brain in LPS order (x and y flipped, with the affine that says so) with nibabel, and read it back:
+""")
+
+nb.code("""
+    stored = volume[0, 0].numpy()[::-1, ::-1, :].copy()  # voxel order L->R and A->P flipped
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[:2, 3] = [volume.shape[2] - 1, volume.shape[3] - 1]  # index i of the file is index X-1-i of ours
+    lps_affine = brain.affine @ flip
+    nib.save(nib.Nifti1Image(stored, lps_affine), OUT / "brain_lps.nii.gz")
+
+    loaded = data.load_nifti(OUT / "brain_lps.nii.gz")
+    print("in the file:", nib.aff2axcodes(lps_affine), "-> loaded:", nib.aff2axcodes(loaded.affine))
+    print("same voxels as the original:", torch.equal(loaded.image, volume))
+    print("same affine as the original:", np.allclose(loaded.affine, brain.affine))
+""", expect=(
+    "in the file: ('L', 'P', 'S') -> loaded: ('R', 'A', 'S')\n"
+    "same voxels as the original: True\n"
+    "same affine as the original: True\n"
+))
+
+nb.markdown("""
+    Orientation mistakes are the most common silent failure in registration: a left-right flip still gives a
+    plausible brain. Always load through the affine (never `nib.load(...).get_fdata()` alone), and check the
+    letters in a viewer.
+
+    ## 4. Classical versus learned registration in 3D
+
+    3D costs: a 96 x 112 x 96 volume has 1 million voxels, 90 times a 2D slice. On a CPU we register on a 4 mm
+    grid (48 x 56 x 48). `regedu.data.resample_like` moves an image onto another grid *through world
+    coordinates*: the new grid's affine has 4 mm columns, and each new voxel samples the old volume where it
+    lies in millimetres. We blur first (`gaussian_blur`) so the coarse grid does not alias.
+
+    The fixed image is a synthetic subject: the atlas through a random affine and a smooth deformation, with
+    intensity changes; the moving image is the atlas, whose labels we carry over.
+""")
+
+nb.code("""
+    factor = volume.shape[2] // REG_SHAPE[0]
+    reg_affine = brain.affine @ np.diag([factor, factor, factor, 1.0])
+    atlas = data.resample_like(data.gaussian_blur(volume, factor / 2), brain.affine, REG_SHAPE, reg_affine)
+    atlas_labels = data.resample_like(labels, brain.affine, REG_SHAPE, reg_affine)  # nearest for labels
+    atlas, atlas_labels = atlas.to(device), atlas_labels.to(device)
+    subject = data.synth_subject(atlas, atlas_labels, seed=3)
+    fixed, fixed_labels = subject.image, subject.labels
+    reg_spacing = tuple(float(s) for s in np.linalg.norm(reg_affine[:3, :3], axis=0))  # column lengths
+    print("registration grid:", tuple(atlas.shape), "spacing (mm):", reg_spacing)
+    viz.three_plane(fixed.cpu(), labels=fixed_labels.cpu(), title="fixed: a synthetic subject")
+""")
+
+nb.markdown("""
+    We time every method and record memory: on a GPU the peak memory torch allocated during the call
+    (`torch.cuda.max_memory_allocated`); on a CPU the peak resident memory of this Python process so far
+    (`resource.getrusage`), which only grows, so it tells when a step needed more than everything before it.
+""")
+
+nb.code("""
+    def peak_memory_mb():
+        if device.type == "cuda":
+            return torch.cuda.max_memory_allocated() / 2**20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+    def measured(function):
+        \"\"\"Run function(); return its result, the seconds it took and the peak memory (MB).\"\"\"
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        result = function()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return result, time.perf_counter() - start, peak_memory_mb()
+
+
+    report = {}
+    dice_before = metrics.dice(atlas_labels, fixed_labels, labels=[1, 2, 3]).mean().item()
+    classical, seconds, memory = measured(
+        lambda: regedu.register(atlas, fixed, moving_labels=atlas_labels, progress=False, **CLASSICAL))
+    report["classical (affine + B-spline)"] = (classical, seconds, memory)
+    print(f"classical: {seconds:.1f} s, peak memory {memory:.0f} MB")
+""")
+
+nb.markdown("""
+    The learned side: a small 3D network (`LightVoxelMorph`, separable convolutions, for CPUs) trained with
+    NCC on synthetic atlas-to-subject pairs (`TemplatePairs`, other seeds than our test subject). A real 3D
+    network trains for hours on a GPU; here it trains for a few minutes (seconds in fast mode), so expect a
+    rough field. Then **instance optimisation** (`method="voxelmorph+io"`) refines the network's field on this
+    one pair with a few gradient steps: it recovers most of what a briefly trained network misses.
+""")
+
+nb.code("""
+    network = models.LightVoxelMorph(3).to(device)
+    pairs = data.TemplatePairs(length=10**6, ndim=3, template=atlas, template_labels=atlas_labels, seed=100)
+    live = viz.LiveLossPlot(title="3D training, NCC + diffusion", xlabel="step")
+    history, seconds, memory = measured(lambda: train.train(network, pairs, batch_size=1, steps=TRAIN_STEPS,
+                                                            minutes=TRAIN_MINUTES, progress=False,
+                                                            callback=live))
+    live.finish()
+    print(f"training: {history.step} steps in {seconds:.0f} s, peak memory {memory:.0f} MB")
+
+    for method, options in [("voxelmorph", {}), ("voxelmorph+io", {"steps": IO_STEPS})]:
+        report[f"learned ({method})"] = measured(lambda: regedu.register(
+            atlas, fixed, method=method, model=network, moving_labels=atlas_labels, **options))
+""")
+
+nb.code("""
+    print(f"{'method':32s} {'seconds':>8s} {'peak MB':>8s} {'mean Dice':>10s}")
+    print(f"{'before registration':32s} {'':8s} {'':8s} {dice_before:10.3f}")
+    dice_after = {}
+    for name, (result, seconds, memory) in report.items():
+        dice_after[name] = metrics.dice(result.warped_labels, fixed_labels, labels=[1, 2, 3]).mean().item()
+        print(f"{name:32s} {seconds:8.2f} {memory:8.0f} {dice_after[name]:10.3f}")
+""")
+
+nb.markdown("""
+    Read the table: the network's forward pass takes a fraction of a second but, trained this briefly, moves
+    little; instance optimisation costs seconds; the classical pipeline costs the most time and gives the best
+    Dice here. With a network trained for hours the forward pass alone comes close to the classical result,
+    which is why learned methods win when many pairs must be registered.
+
+    The summary of the classical result, on the axial slice through the middle of the volume:
+""")
+
+nb.code("""
+    result = report["classical (affine + B-spline)"][0]
+    viz.registration_summary(atlas.cpu(), fixed.cpu(), result.warped.cpu(), result.disp.cpu(),
+                             atlas_labels.cpu(), fixed_labels.cpu(), orientation=True,
+                             title="3D classical registration (axial slice)")
+""")
+
+nb.markdown("""
+    ## 5. Saving results that open in ITK-SNAP or FSLeyes
+
+    Save everything on the **fixed** grid with the fixed image's affine (here `reg_affine`): the warped image,
+    the warped labels (integers, kept as such) and the displacement field. `field="itk"` writes the field as
+    ITK and ANTs expect it (vectors in millimetres, LPS), so `antsApplyTransforms` can apply it;
+    `field="voxels"` is regedu's (and VoxelMorph's) own layout. `save_nifti` never overwrites a file unless
+    you pass `overwrite=True`.
+""")
+
+nb.code("""
+    files = {
+        "fixed": data.save_nifti(fixed.cpu(), OUT / "fixed.nii.gz", reg_affine, overwrite=True),
+        "warped": data.save_nifti(result.warped.cpu(), OUT / "warped.nii.gz", reg_affine, overwrite=True),
+        "warped_labels": data.save_nifti(result.warped_labels.cpu().int(), OUT / "warped_labels.nii.gz",
+                                         reg_affine, overwrite=True),
+        "disp": data.save_nifti(result.disp.cpu(), OUT / "disp_itk.nii.gz", reg_affine, overwrite=True,
+                                field="itk"),
+    }
+    for name, path in files.items():
+        print(f"{name:14s} {path}")
+    print("\\nopen them with:")
+    print(f"  itksnap -g {files['fixed']} -o {files['warped']} -s {files['warped_labels']}")
+    print(f"  fsleyes {files['fixed']} {files['warped']} {files['warped_labels']} -ot label")
+""")
+
+nb.code("""
+    back = data.load_disp(files["disp"]).image
+    print("field read back, largest difference (voxels):", f"{(back - result.disp.cpu()).abs().max():.1e}")
+    print("warped image read back unchanged:",
+          torch.allclose(data.load_nifti(files["warped"]).image, result.warped.cpu()))
+""")
+
+nb.markdown("""
+    In ITK-SNAP, the label file is the segmentation layer: its outlines should sit on the fixed image's
+    tissues. In FSLeyes, toggle the warped image on and off over the fixed one.
+
+    ## 6. Your own files: `check_pair` and the `regedu` command
+
+    Before registering your own pair, `regedu.data.check_pair` looks for what commonly goes wrong: NaNs,
+    intensities outside [0, 1], different shapes or orientations, anisotropic voxels, sizes a network cannot
+    halve, and a pair too far apart to start with. It reads NIfTI paths directly. Here we write a moving and a
+    fixed file as if they were yours:
+""")
+
+nb.code("""
+    moving_file = data.save_nifti(atlas.cpu(), OUT / "moving.nii.gz", reg_affine, overwrite=True)
+    moving_labels_file = data.save_nifti(atlas_labels.cpu().int(), OUT / "moving_labels.nii.gz", reg_affine,
+                                         overwrite=True)
+    fixed_labels_file = data.save_nifti(fixed_labels.cpu().int(), OUT / "fixed_labels.nii.gz", reg_affine,
+                                        overwrite=True)
+    check = data.check_pair(moving_file, files["fixed"], moving_labels=moving_labels_file,
+                            fixed_labels=fixed_labels_file)
+""")
+
+nb.markdown("""
+    Read the report: the size 56 is not a multiple of 16 (regedu's networks pad and crop for you, other
+    tools may not), and the labels overlap little before registration, which is why the default pipeline
+    starts with an affine stage. Orientation and spacing agree, so the pair is ready.
+
+    The `regedu` command does the whole job from a terminal: `regedu register MOVING FIXED -o warped.nii.gz`
+    (add `--disp`, `--labels`/`--labels-out`, `--method`, `--model`; `regedu register --help` lists them). It
+    runs `check_pair` first and prints its warnings. From a notebook we call it with the same Python
+    (`sys.executable -m regedu`), which is what you would type as `regedu ...` in a terminal:
+""")
+
+nb.code("""
+    command = [sys.executable, "-m", "regedu", "register", str(moving_file), str(files["fixed"]),
+               "-o", str(OUT / "cli_warped.nii.gz"), "--disp", str(OUT / "cli_disp.nii.gz"),
+               "--labels", str(moving_labels_file), "--labels-out", str(OUT / "cli_warped_labels.nii.gz"),
+               "--fixed-labels", str(fixed_labels_file), "--method", CLI_METHOD, "--overwrite"]
+    print("$ regedu " + " ".join(command[3:]))
+    if FAST:
+        command += ["--option", "iterations=(20, 10, 0)"]
+    quiet = {**os.environ, "TQDM_DISABLE": "1"}  # no progress bar in the captured output
+    completed = subprocess.run(command, capture_output=True, text=True, env=quiet)
+    print(completed.stdout + completed.stderr)
+    print("exit code:", completed.returncode)
+""")
+
+nb.markdown("""
+    `regedu evaluate PAIRS.csv` scores a method on many labelled pairs listed in a CSV file (columns
+    `moving,fixed,moving_labels,fixed_labels`), and `regedu train --data brain3d --model light --loss ncc
+    --minutes 30 --out model.pt` trains a 3D network that `--model model.pt` then uses.
+
+    ## Exercises
+""")
+
+nb.exercise(
+    """
+    **Exercise 1.** Which voxel of the 2 mm volume lies at MNI coordinate (0, 0, 0) mm (near the anterior
+    commissure)? Use the inverse of `brain.affine`, round to integers, and show the three planes through that
+    voxel with `viz.three_plane(volume, index=...)`.
+    """,
+    starter="""
+    # your code here
+    """,
+    solution="""
+    index = np.linalg.inv(brain.affine) @ np.array([0.0, 0.0, 0.0, 1.0])
+    index = tuple(int(round(i)) for i in index[:3])
+    print("MNI (0, 0, 0) mm is voxel", index)
+    viz.three_plane(volume, index=index, title="through MNI (0, 0, 0)")
+    """,
+)
+
+nb.exercise(
+    """
+    **Exercise 2.** Displacements in regedu are in voxels. Convert the classical result's field to millimetres
+    with `warps.disp_to_mm(disp, spacing)` (the spacing of the registration grid is `reg_spacing`) and print
+    the largest displacement length in voxels and in mm.
+    """,
+    starter="""
+    # your code here
+    """,
+    solution="""
+    disp_mm = warps.disp_to_mm(result.disp.cpu(), reg_spacing)
+    largest_voxels = result.disp.cpu().norm(dim=1).max().item()
+    largest_mm = disp_mm.norm(dim=1).max().item()
+    print(f"largest displacement: {largest_voxels:.2f} voxels = {largest_mm:.2f} mm")
+    assert abs(largest_mm - largest_voxels * reg_spacing[0]) < 1e-3
+    """,
+)
+
+nb.exercise(
+    """
+    **Exercise 3.** Make `check_pair` complain. Give it the fixed image flipped left-right
+    (`torch.flip(fixed, dims=[2])`) as the fixed image with the unflipped labels, and then a fixed image
+    cropped to 47 voxels along x. Read the warnings: which check catches each mistake, and what does it
+    suggest?
+    """,
+    starter="""
+    # your code here
+    """,
+    solution="""
+    flipped = torch.flip(fixed, dims=[2]).cpu()
+    data.check_pair(atlas.cpu(), flipped, moving_labels=atlas_labels.cpu(), fixed_labels=fixed_labels.cpu())
+    cropped = fixed[:, :, :47].cpu()
+    report_cropped = data.check_pair(atlas.cpu(), cropped)
+    assert not report_cropped.ok
+    """,
+)
+
+nb.markdown("""
+    ## Check what this notebook taught
+""")
+
+nb.code("""
+    # RAS order: loading an LPS file gives back the same voxels and affine
+    assert torch.equal(loaded.image, volume) and nib.aff2axcodes(loaded.affine) == ("R", "A", "S")
+    # 3D registration improves the overlap of the tissues
+    assert dice_after["classical (affine + B-spline)"] > dice_before + 0.2
+    assert dice_after["learned (voxelmorph+io)"] > dice_before + 0.03
+    # files written on the fixed grid read back as they were
+    assert torch.allclose(data.load_disp(files["disp"]).image, result.disp.cpu(), atol=1e-4)
+    assert torch.equal(data.load_labels(files["warped_labels"]).image, result.warped_labels.cpu())
+    # the regedu command ran and wrote a warped image on the fixed grid
+    assert completed.returncode == 0, completed.stderr
+    assert tuple(data.load_nifti(OUT / "cli_warped.nii.gz").image.shape) == (1, 1, *REG_SHAPE)
+    print("all checks passed")
+""")
+
+nb.write()
