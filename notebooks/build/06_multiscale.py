@@ -187,9 +187,9 @@ nb.markdown("""
 ## 3. Learned: single-scale VoxelMorph versus PyramidNet
 
 A network learns from many pairs instead of optimising one. Our training pairs: the same toy, with a random
-direction for each pair and a motion of 12 to 20 voxels: always more than the disk's radius. A tiny
-`Dataset` draws them from `large_deformation_pair` with a different seed per item (unsupervised training
-needs only `moving` and `fixed`; the labels let `train.evaluate` compute Dice).
+direction for each pair and a motion of 12 to 20 voxels: always more than the disk's radius.
+`data.LargeDeformationPairs` draws them from `large_deformation_pair` with a different seed per item
+(unsupervised training needs only `moving` and `fixed`; the labels let `train.evaluate` compute Dice).
 
 * `models.VoxelMorph(2)`: one U-Net at full resolution predicts the whole field at once.
 * `models.PyramidNet(2, levels=3)`: one small U-Net per level (LapIRN's idea). Level 0 registers the
@@ -201,23 +201,9 @@ small diffusion regulariser, Adam, the same steps and batch size.
 """)
 
 nb.code("""
-class LargeWarpPairs(torch.utils.data.Dataset):
-    \"\"\"Toy pairs: a disk and the disk moved 12 to 20 voxels in a random direction, one seed per item.\"\"\"
-
-    def __init__(self, length, seed=0):
-        self.length, self.seed = length, seed
-
-    def __len__(self):
-        return self.length
-
-    def __getitem__(self, index):
-        item_seed = data.item_seed(self.seed, index)
-        magnitude = 12.0 + 8.0 * torch.rand(1, generator=torch.Generator().manual_seed(item_seed)).item()
-        pair = data.large_deformation_pair(SHAPE, kind="large_warp", magnitude=magnitude, seed=item_seed)
-        return {key: value[0] for key, value in pair.items()}  # drop the batch axis: the loader adds it
-
-
-train_pairs, test_pairs = LargeWarpPairs(4096, seed=0), LargeWarpPairs(16, seed=1)
+# toy pairs: a disk and the disk moved 12 to 20 voxels in a random direction, one seed per item
+train_pairs = data.LargeDeformationPairs(4096, shape=SHAPE, magnitude=20.0, min_magnitude=12.0, seed=0)
+test_pairs = data.LargeDeformationPairs(16, shape=SHAPE, magnitude=20.0, min_magnitude=12.0, seed=1)
 item = train_pairs[0]
 print({key: tuple(value.shape) for key, value in item.items()})
 """, expect="{'moving': (1, 64, 64), 'fixed': (1, 64, 64), 'moving_labels': (1, 64, 64), "
