@@ -18,8 +18,8 @@ optimisation.
 
 Part 2, the multiscale toy (``regedu.data.LargeDeformationPairs``: a disk pushed 4 to 12 voxels,
 further than its radius of 10.7): single-scale VoxelMorph against PyramidNet (3 levels), both
-trained unsupervised (MSE + 0.01 diffusion, Adam 3e-3) for ``--toy-minutes`` each, scored by Dice on 20 held-out
-pairs pushed the full 12 voxels.
+trained unsupervised (MSE + 0.01 diffusion, Adam 3e-3) for ``--toy-minutes`` each, scored by Dice
+on 20 held-out pairs pushed the full 12 voxels.
 
     bash benchmarks/setup_peers.sh                      # once: the peers' environment
     benchmarks/.venv/bin/python benchmarks/learned.py   # both parts, about 75 minutes on 2 cores

@@ -6,6 +6,7 @@ and, for orientation, through the display transform and the rendered pixels.
 
 import io
 import math
+import time
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -523,3 +524,22 @@ def test_live_loss_plot_updates_in_place_and_throttles(monkeypatch):
     slow.finish()
     assert slow.updates == 2
     np.testing.assert_array_equal(shown[-1].axes[0].lines[0].get_ydata(), np.arange(50, 0, -1))
+
+
+def test_live_loss_plot_waits_longer_when_drawing_is_slow(monkeypatch):
+    """A redraw slower than ``min_interval`` (a busy machine) must not make every call redraw."""
+    handle = FakeHandle()
+    monkeypatch.setattr(viz, "_in_notebook", lambda: True)
+    monkeypatch.setattr(viz, "_display_handle", lambda fig: handle)
+    draw = viz._draw_losses
+
+    def slow_draw(*args):
+        time.sleep(0.1)
+        draw(*args)
+
+    monkeypatch.setattr(viz, "_draw_losses", slow_draw)
+    live = viz.LiveLossPlot(min_interval=0.01)
+    for step in range(10):
+        live(step, 1.0 / (step + 1))
+    assert live.updates <= 2  # the first call draws, then it waits about 4 x 0.1 s
+    assert live._wait >= viz.LiveLossPlot.DRAW_SHARE_FACTOR * 0.1

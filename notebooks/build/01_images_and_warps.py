@@ -1,0 +1,369 @@
+"""Build notebooks/01_images_and_warps.ipynb and its solutions (see notebook_builder.py)."""
+
+from notebook_builder import Notebook
+
+nb = Notebook("01_images_and_warps")
+
+nb.markdown("""
+    # 01 · Images and warps
+
+    **What you will learn (about 30 minutes):** how an image is stored as a tensor and what a voxel
+    coordinate is; what a displacement field is; why registration *pulls* values instead of pushing them;
+    bilinear versus nearest interpolation, and how to warp a label map; how to compose two fields and invert
+    one approximately; how to read deformation grids and Jacobian maps; and a slider explorer for translation,
+    rotation and a smooth random deformation.
+
+    Every later notebook builds on these few operations of `regedu.warps`. Nothing here optimises anything:
+    all cells run in seconds.
+""")
+
+nb.code("""
+    import math
+    import os
+
+    import torch
+
+    from regedu import data, metrics, viz, warps, widgets
+
+    FAST = os.environ.get("REGEDU_FAST") == "1"
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    _ = torch.manual_seed(0)
+    INVERSE_ITERATIONS = 12  # fixed-point steps when inverting a field (cheap: the same in fast mode)
+    print(f"device: {device}, fast mode: {FAST}")
+""")
+
+nb.markdown("""
+    ## 1. An image is a tensor
+
+    regedu stores images as `(B, C, *spatial)` float tensors: a batch of `B` images with `C` channels each,
+    and the spatial axes `(H, W)` in 2D or `(D, H, W)` in 3D. The brain slice that ships with the kit is one
+    image with one channel, 96 × 112 voxels of 2 mm, intensities in [0, 1]:
+""")
+
+nb.code("""
+    brain = data.brain_slice(device=device)
+    image = brain.image
+    shape = tuple(image.shape[2:])
+    in_range = bool(image.min() >= 0 and image.max() <= 1)
+    print(tuple(image.shape), image.dtype, "intensities in [0, 1]:", in_range)
+""", expect="(1, 1, 96, 112) torch.float32 intensities in [0, 1]: True\n")
+
+nb.markdown("""
+    A voxel is addressed by its *indices* along each axis, `0 .. N-1`; `warps.identity_grid(shape)` holds
+    them for every voxel (channel `k` is the index along axis `k`). Voxel centres sit at integer indices, so a
+    position like `(10.5, 20)` lies halfway between two voxel centres.
+""")
+
+nb.code("""
+    print(warps.identity_grid((3, 4)))
+""", expect=(
+    "tensor([[[0., 0., 0., 0.],\n"
+    "         [1., 1., 1., 1.],\n"
+    "         [2., 2., 2., 2.]],\n"
+    "\n"
+    "        [[0., 1., 2., 3.],\n"
+    "         [0., 1., 2., 3.],\n"
+    "         [0., 1., 2., 3.]]])\n"
+))
+
+nb.markdown("""
+    The *same tensor* can be drawn two ways. As a matrix (`orientation=False`, like `plt.imshow`), axis 0 runs
+    down the rows. A brain in RAS order has axis 0 = x (towards the patient's **R**ight) and axis 1 = y
+    (towards **A**nterior), so `orientation=True` draws it as a radiologist reads it: anterior at the top,
+    the patient's right on the screen's left. Look at the small letters at the sides: they say which way
+    is which. Both panels show exactly the same numbers.
+""")
+
+nb.code("""
+    fig, axes = viz.new_figure(1, 2)
+    viz.show_image(image, axes[0, 0], "as a matrix (orientation=False)")
+    viz.show_image(image, axes[0, 1], "radiological (orientation=True)", orientation=True)
+    fig
+""")
+
+nb.markdown("""
+    ## 2. A displacement field, and why warps pull
+
+    A displacement field `disp` has shape `(B, ndim, *spatial)` and is measured **in voxels**: channel `k`
+    is the displacement along axis `k`. Warping *pulls*:
+
+    $$\\text{warped}(x) = \\text{moving}(x + \\text{disp}(x)).$$
+
+    Every output voxel `x` looks up the moving image at `x + disp(x)`. So a constant field of `+10` along
+    axis 0 makes each voxel read the value 10 voxels *further down* — and the content moves 10 voxels *up*
+    (towards lower indices), against the arrows. Let's check it on a white square, by its centre of mass.
+""")
+
+nb.code("""
+    toy = data.square((64, 64), half_width=8, centre=(32, 24), device=device)
+
+
+    def centre_of_mass(img):
+        \"\"\"Intensity-weighted mean voxel index along each axis.\"\"\"
+        grid = warps.identity_grid(img.shape[2:], device=img.device)
+        return [round(float(c), 2) for c in (grid * img[0]).flatten(1).sum(1) / img.sum()]
+
+
+    shift = torch.zeros(1, 2, 64, 64, device=device)
+    shift[:, 0] = 10.0  # +10 voxels along axis 0, everywhere
+    moved = warps.warp(toy, shift)
+    print("centre of mass before:", centre_of_mass(toy), " after:", centre_of_mass(moved))
+""", expect="centre of mass before: [32.0, 24.0]  after: [22.0, 24.0]\n")
+
+nb.code("""
+    fig, axes = viz.new_figure(1, 2)
+    viz.show_image(toy, axes[0, 0], "moving: a square")
+    viz.displacement_arrows(shift, step=8, ax=axes[0, 1], image=moved,
+                            title="warped, with disp (+10 along axis 0)")
+    fig
+""")
+
+nb.markdown("""
+    What to look for: the arrows point *down* (towards larger axis-0 indices: where each voxel reads from),
+    and the square moved *up*. Keep this in mind whenever a result seems to go "the wrong way".
+
+    **Why pull and not push?** Pushing sends each moving voxel to a new place. The new places are not on the
+    grid, several voxels can land on one, and some output voxels receive nothing: holes. Pulling asks, for
+    every output voxel, where to read from, and interpolates there: every output voxel gets exactly one
+    value. Here is a zoom by 1.5 done both ways (the push is written out by hand, on purpose, to show the
+    holes; regedu itself only pulls):
+""")
+
+nb.code("""
+    zoom = 1.5
+    centre = torch.tensor([(n - 1) / 2 for n in shape], device=device).view(2, 1, 1)
+    grid = warps.identity_grid(shape, device=device)
+
+    # push: send each voxel y to the nearest voxel of centre + zoom * (y - centre)
+    target = (centre + zoom * (grid - centre)).round().long()
+    keep = ((target >= 0) & (target < torch.tensor(shape, device=device).view(2, 1, 1))).all(dim=0)
+    pushed = torch.zeros_like(image)
+    pushed[0, 0, target[0][keep], target[1][keep]] = image[0, 0][keep]
+
+    # pull: each output voxel x reads the moving image at centre + (x - centre) / zoom
+    pulled = warps.warp(image, warps.affine_to_disp(warps.scaling(1 / zoom, shape, device=device), shape))
+    magnified = warps.affine_to_disp(warps.scaling(1 / zoom, shape, device=device), shape)
+    inside = warps.warp(brain.mask.float(), magnified, mode="nearest") > 0
+    holes = int(((pushed == 0) & inside).sum())
+    print(f"push left {holes} holes inside the brain; pull left {int(((pulled == 0) & inside).sum())}")
+    viz.show_slices([pushed, pulled], ["push (holes)", "pull (no holes)"], orientation=True)
+""")
+
+nb.markdown("""
+    ## 3. Interpolation: bilinear versus nearest, and label maps
+
+    `x + disp(x)` rarely falls on a voxel centre. `mode="bilinear"` (trilinear in 3D) blends the neighbouring
+    voxels: smooth, right for intensities. `mode="nearest"` takes the closest voxel: blocky, but it never
+    invents a value. For an *image* that is a matter of taste; for a *label map* (integer tissue classes)
+    blending is wrong: halfway between grey matter (2) and white matter (3) is not "2.5 matter", and halfway
+    between CSF (1) and white matter (3) would read as grey matter (2).
+""")
+
+nb.code("""
+    # magnify 4 times about the image centre: every output voxel samples between the moving voxels
+    magnify = warps.affine_to_disp(warps.scaling(0.25, shape, device=device), shape)
+    blended = warps.warp(brain.labels.float(), magnify)  # wrong for labels
+    nearest = warps.warp_labels(brain.labels, magnify)  # nearest neighbour
+    smooth = warps.warp_labels(brain.labels, magnify, method="onehot")  # bilinear per label, then argmax
+    print("bilinear gives non-integer labels:", bool((blended != blended.round()).any()))
+    print("warp_labels keeps the label values:", nearest.unique().tolist(), smooth.unique().tolist())
+""", expect=(
+    "bilinear gives non-integer labels: True\n"
+    "warp_labels keeps the label values: [1, 2, 3] [1, 2, 3]\n"
+))
+
+nb.code("""
+    fig, axes = viz.new_figure(1, 4)
+    viz.show_image(warps.warp(image, magnify), axes[0, 0], "image, bilinear", orientation=True)
+    viz.show_image(warps.warp(image, magnify, mode="nearest"), axes[0, 1], "image, nearest", orientation=True)
+    viz.show_image(blended, axes[0, 2], "labels, bilinear (wrong)", cmap="viridis", orientation=True,
+                   vmin=0, vmax=3)
+    viz.show_image(smooth.float(), axes[0, 3], "labels, warp_labels", cmap="viridis", orientation=True,
+                   vmin=0, vmax=3)
+    fig
+""")
+
+nb.markdown("""
+    What to look for: the nearest-neighbour image is jagged where the bilinear one is smooth; the bilinear
+    label map has in-between colours along every boundary (values like 1.5 or 2.5 that are no tissue), while
+    `warp_labels` keeps four clean classes (here `method="onehot"`, which gives smoother boundaries than the
+    default nearest-neighbour labels).
+
+    ## 4. Composing two fields
+
+    Warping with `u` and then with `v` reads, at `x`, the first warped image at `x + v(x)`, which itself
+    read the moving image at `(x + v(x)) + u(x + v(x))`. One field does both:
+
+    $$\\text{compose}(u, v)(x) = v(x) + u(x + v(x)),$$
+
+    so `warp(warp(img, u), v) == warp(img, compose(u, v))` up to interpolation. Simply adding `u + v` is
+    wrong: it evaluates `u` at the wrong place.
+""")
+
+nb.code("""
+    u = data.random_disp(shape, magnitude=8, smoothness=16, seed=1, device=device)
+    v = data.random_disp(shape, magnitude=8, smoothness=16, seed=2, device=device)
+    twice = warps.warp(warps.warp(image, u), v)
+    composed = warps.compose(u, v)
+    error_composed = float((warps.warp(image, composed) - twice).abs().mean())
+    error_sum = float((warps.warp(image, u + v) - twice).abs().mean())
+    print(f"mean |difference| to warping twice: compose {error_composed:.4f}, u + v {error_sum:.4f}")
+    print(f"compose(u, v) and u + v differ by up to {float((composed - u - v).abs().max()):.1f} voxels")
+""")
+
+nb.markdown("""
+    ## 5. Inverting a field, approximately
+
+    The inverse `w` of `u` undoes it: `compose(u, w) = 0`, i.e. `w(x) = -u(x + w(x))`. There is no formula
+    for it, but the equation itself can be iterated: start from `w = 0` and repeat
+    `w = -warp(u, w)` (the field `u` read at `x + w(x)`, negated). For a smooth field that does not fold,
+    the error shrinks at every step. The first step gives `-u`, the common "just negate it"
+    guess, which is only roughly right.
+""")
+
+nb.code("""
+    inverse = torch.zeros_like(u)
+    residuals = []
+    for step in range(INVERSE_ITERATIONS):
+        inverse = -warps.warp(u, inverse)
+        residuals.append(float(warps.compose(u, inverse).abs().max()))
+    print("largest |compose(u, w)| (voxels) after each step:", " ".join(f"{r:.1e}" for r in residuals))
+    round_trip = warps.warp(warps.warp(image, u), inverse)
+    viz.show_slices([image, warps.warp(image, u), round_trip],
+                    ["original", "warped with u", "then with its inverse"], orientation=True)
+""")
+
+nb.markdown("""
+    What to look for: the residual halves (or better) at every step, and the round trip gives back the
+    original (slightly blurred: the image was interpolated twice).
+
+    ## 6. Seeing a field: grids, colours, arrows and the Jacobian
+
+    A field is hard to see as numbers. Four pictures of the same field `u`:
+
+    - **deformation grid**: the lines of the fixed grid drawn where they sample the moving image (at
+      `x + u(x)`), on top of it;
+    - **colour**: hue is the direction, saturation the length (white = no motion);
+    - **arrows**: from `x` to `x + u(x)`;
+    - **Jacobian determinant** `det(I + ∇u)`: the local change of area. Blue below 1 (shrinks), red above 1
+      (grows), and yellow where `det ≤ 0`: the map *folds*, i.e. it is not invertible there.
+""")
+
+nb.code("""
+    fig, axes = viz.new_figure(1, 4, width=4 * 3.4)
+    viz.deformation_grid(u, 6, ax=axes[0, 0], image=image, orientation=True)
+    viz.displacement_colour(u, ax=axes[0, 1], orientation=True)
+    viz.displacement_arrows(u, step=8, ax=axes[0, 2], image=image, orientation=True)
+    viz.jacobian_map(u, ax=axes[0, 3], orientation=True)
+    fig
+""")
+
+nb.markdown("""
+    A field folds when its displacement changes faster than the distance over which it changes. With the
+    same smoothness (control points 16 voxels apart), small fields are fine and large ones fold:
+""")
+
+nb.code("""
+    folding = {}
+    for magnitude in (4, 16):
+        field = data.random_disp(shape, magnitude=magnitude, smoothness=16, seed=0, device=device)
+        folding[magnitude] = float(metrics.folding_fraction(field))
+        print(f"largest displacement {magnitude:2d} voxels: {100 * folding[magnitude]:.2f}% of voxels fold")
+    fig, axes = viz.new_figure(1, 2, width=2 * 3.6)
+    viz.deformation_grid(field, 4, ax=axes[0, 0], title="16 voxels: crossing lines")
+    viz.jacobian_map(field, ax=axes[0, 1])
+    fig
+""")
+
+nb.markdown("""
+    What to look for: where the Jacobian map is yellow, the grid lines cross: two fixed voxels read the same
+    moving point, and some moving tissue is read by nobody. Notebook 05 builds fields that cannot fold.
+
+    ## 7. Explore: translation, rotation, scaling and a smooth deformation
+
+    Move the sliders (they redraw when released). Things to try: a shift `tx = 10` (which way does the brain
+    go?); a rotation of 30° (which way does it turn on screen?); a scale of 1.5 (bigger or smaller?); a
+    deformation of 12 voxels (do the grid lines cross?).
+""")
+
+nb.code("""
+    widgets.transform_explorer_widget(image, orientation=True)
+""")
+
+nb.markdown("""
+    ## Exercises
+""")
+
+nb.exercise("""
+    **Exercise 1.** Build a constant field that moves the square `toy` **5 voxels to the right** on the screen
+    (matrix layout: towards larger indices along axis 1). Which channel, and which sign? Check with
+    `centre_of_mass`.
+""", starter="""
+    disp = torch.zeros(1, 2, 64, 64, device=device)
+    # your code here
+""", solution="""
+    disp = torch.zeros(1, 2, 64, 64, device=device)
+    disp[:, 1] = -5.0  # channel 1 = axis 1; pulling reads 5 voxels to the left, so the content moves right
+    print(centre_of_mass(toy), "->", centre_of_mass(warps.warp(toy, disp)))
+    assert centre_of_mass(warps.warp(toy, disp)) == [32.0, 29.0]
+""")
+
+nb.exercise("""
+    **Exercise 2.** Rotate the brain by 30° and back by −30° with two bilinear warps. Then do the same with a
+    *single* warp through the composed field (`warps.compose`). Which result is closer to the original
+    image, and why?
+""", starter="""
+    forward = warps.affine_to_disp(warps.rotation(math.radians(30), shape, device=device), shape)
+    backward = warps.affine_to_disp(warps.rotation(math.radians(-30), shape, device=device), shape)
+    # your code here
+""", solution="""
+    forward = warps.affine_to_disp(warps.rotation(math.radians(30), shape, device=device), shape)
+    backward = warps.affine_to_disp(warps.rotation(math.radians(-30), shape, device=device), shape)
+    two_warps = warps.warp(warps.warp(image, forward), backward)
+    one_warp = warps.warp(image, warps.compose(forward, backward))
+    error_two = float((two_warps - image).abs().mean())
+    error_one = float((one_warp - image).abs().mean())
+    print(f"mean |error|: two warps {error_two:.4f}, one composed warp {error_one:.6f}")
+    # Each bilinear warp blurs a little; the composed field is (almost exactly) zero, so one warp with it
+    # gives the image back. Lesson: compose the fields, interpolate the image once.
+    assert error_one < error_two
+    viz.show_slices([two_warps, one_warp], ["two warps (blurred)", "one composed warp"], orientation=True)
+""")
+
+nb.exercise("""
+    **Exercise 3.** Invert the folding field of section 6 (`data.random_disp(shape, magnitude=16,
+    smoothness=16, seed=0)`) with the same fixed-point iteration. Does the residual `|compose(u, w)|` still go
+    to zero? Compare with the 4-voxel field, and explain.
+""", starter="""
+    # your code here
+""", solution="""
+    final = {}
+    for magnitude in (4, 16):
+        field = data.random_disp(shape, magnitude=magnitude, smoothness=16, seed=0, device=device)
+        w = torch.zeros_like(field)
+        for _ in range(20):
+            w = -warps.warp(field, w)
+        final[magnitude] = float(warps.compose(field, w).abs().max())
+        print(f"magnitude {magnitude:2d}: largest residual after 20 steps {final[magnitude]:.2e} voxels")
+    # Where a field folds, two fixed points read the same moving point: the map is not invertible there, so no
+    # w can satisfy compose(u, w) = 0 and the iteration does not converge.
+    assert final[16] > 100 * final[4]
+""")
+
+nb.markdown("""
+    ## Check what this notebook taught
+""")
+
+nb.code("""
+    zero = torch.zeros(1, 2, *shape, device=device)
+    assert torch.allclose(warps.warp(image, zero), image, atol=1e-5), "a zero field changes nothing"
+    assert centre_of_mass(moved)[0] == centre_of_mass(toy)[0] - 10, "a pull by +10 moves content by -10"
+    assert holes > 100 and int(((pulled == 0) & inside).sum()) == 0, "pushing leaves holes, pulling does not"
+    assert set(nearest.unique().tolist()) <= {0, 1, 2, 3}, "warp_labels keeps label values"
+    assert error_composed < error_sum / 2, "compose(u, v) is the field of 'u then v', not u + v"
+    assert residuals[-1] < 0.01 < residuals[0], "the fixed-point inverse converges"
+    assert folding[4] == 0 < folding[16], "large fields fold, small smooth ones do not"
+    print("all checks passed")
+""")
+
+nb.write()
