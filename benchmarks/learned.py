@@ -26,6 +26,7 @@ on 20 held-out pairs pushed the full 12 voxels.
     benchmarks/.venv/bin/python benchmarks/learned.py --quick          # smoke run, measures nothing
     benchmarks/.venv/bin/python benchmarks/learned.py --part toy --toy-minutes 2
     benchmarks/.venv/bin/python benchmarks/learned.py --variants unsupervised supervised --minutes 5
+    benchmarks/.venv/bin/python benchmarks/learned.py --part brains --variants --pretrained voxelmorph2d_brain
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from common import (
 
 from regedu import metrics
 from regedu.data import LargeDeformationPairs, SynthMorphPairs, TemplatePairs
-from regedu.models import LightVoxelMorph, PyramidNet, VoxelMorph
+from regedu.models import PRETRAINED, LightVoxelMorph, PyramidNet, VoxelMorph, pretrained
 from regedu.train import TrainConfig, instance_optimize, load_model, save_checkpoint, train
 from regedu.warps import warp_labels
 
@@ -183,6 +184,8 @@ def brains(args, device: torch.device) -> list[dict]:
             label = f"VoxelMorph unsupervised + {INSTANCE_STEPS} it. instance opt."
             contenders[label] = run_network(model, device, refine_steps=INSTANCE_STEPS)
             training[label] = training["VoxelMorph unsupervised"]
+    for name in args.pretrained:
+        contenders[f"shipped {name} (2000 steps)"] = run_network(pretrained(name, device=device), device)
     contenders["regedu classical default"] = run_regedu("default", device)
     contenders[REFERENCE] = run_ants("SyNCC")
     warmup = crop_pair(pairs[0], size=64)
@@ -246,7 +249,9 @@ def toy(args, device: torch.device) -> list[dict]:
 def main() -> None:
     parser = benchmark_arguments(__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["all", "brains", "toy"], default="all")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--pretrained", nargs="*", default=[], choices=sorted(PRETRAINED),
+                        help="also score the shipped models (trained by scripts/train_pretrained.py)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training time per brain variant")
     parser.add_argument("--toy-minutes", type=float, default=3.0, help="training time per toy model")
     parser.add_argument("--steps", type=int, default=10**6,
@@ -272,7 +277,8 @@ def main() -> None:
         notes = paragraphs[1] + "\n\n" + paragraphs[2] if part == "brains" else paragraphs[3]
         env = environment(device, ["antspyx", "numpy"])
         env["training minutes per model"] = args.minutes if part == "brains" else args.toy_minutes
-        path = default_output(f"learned_{part}", device, args.quick)
+        shipped_only = part == "brains" and not args.variants
+        path = default_output(f"learned_{part}" + ("_shipped" if shipped_only else ""), device, args.quick)
         write_results(path, f"Learned registration: {title}", notes, columns, rows, env)
         print(f"written to {path}")
 
