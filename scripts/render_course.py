@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from nbclient.exceptions import CellTimeoutError
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
 
@@ -53,15 +54,23 @@ def render(notebook: Path, out: Path, fast: bool, timeout: int) -> tuple[float, 
     os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend puts the figures in the page
     if fast:
         os.environ["REGEDU_FAST"] = "1"
-    cells = nbformat.read(notebook, as_version=4)
-    cpu_before = _children_cpu_seconds()
-    start = time.perf_counter()
-    try:
-        ExecutePreprocessor(timeout=timeout, kernel_name="python3").preprocess(
-            cells, {"metadata": {"path": str(notebook.parent)}})
-    except CellExecutionError as error:
-        seconds = time.perf_counter() - start
-        raise SystemExit(f"{notebook.name} failed after {seconds:.0f} s:\n{error}") from None
+    for attempt in (1, 2):
+        cells = nbformat.read(notebook, as_version=4)
+        cpu_before = _children_cpu_seconds()
+        start = time.perf_counter()
+        try:
+            ExecutePreprocessor(timeout=timeout, kernel_name="python3").preprocess(
+                cells, {"metadata": {"path": str(notebook.parent)}})
+            break
+        except CellTimeoutError:
+            # a kernel that stops answering (seen now and then on a heavily loaded machine): one more go
+            if attempt == 2:
+                raise SystemExit(f"{notebook.name}: a cell ran past --timeout {timeout} s twice") from None
+            print(f"{notebook.name}: a cell ran past {timeout} s; restarting the notebook in a new kernel",
+                  flush=True)
+        except CellExecutionError as error:
+            seconds = time.perf_counter() - start
+            raise SystemExit(f"{notebook.name} failed after {seconds:.0f} s:\n{error}") from None
     seconds = time.perf_counter() - start
     page, _ = HTMLExporter().from_notebook_node(cells)
     (out / f"{notebook.stem}.html").write_text(page)
@@ -86,7 +95,8 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="REGEDU_FAST=1 (small sizes, for a quick look)")
     parser.add_argument("--out", type=Path, default=ROOT / "course_html",
                         help="folder (default course_html/)")
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    parser.add_argument("--timeout", type=int, default=900,
+                        help="seconds allowed per cell before the notebook is retried once (default 900)")
     args = parser.parse_args()
     notebooks = course_notebooks(args.solutions)
     if args.names:

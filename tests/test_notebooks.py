@@ -87,3 +87,10 @@ def test_builder_refuses_too_few_exercises():
 
 def test_builder_is_importable_as_a_module():
     assert importlib.util.find_spec("notebook_builder") is not None
+
+
+def test_the_html_render_covers_the_course_in_order():
+    render = runpy.run_path(str(ROOT / "scripts" / "render_course.py"))
+    assert [path.stem for path in render["course_notebooks"](False)] == COURSE
+    with_solutions = [path.stem for path in render["course_notebooks"](True)]
+    assert with_solutions == COURSE + [f"{name}_solutions" for name in COURSE]
