@@ -279,6 +279,8 @@ def main() -> None:
         env["training minutes per model"] = args.minutes if part == "brains" else args.toy_minutes
         shipped_only = part == "brains" and not args.variants
         path = default_output(f"learned_{part}" + ("_shipped" if shipped_only else ""), device, args.quick)
+        if args.output is not None:
+            path = args.output if len(parts) == 1 else args.output.with_name(f"{args.output.stem}_{part}.md")
         write_results(path, f"Learned registration: {title}", notes, columns, rows, env)
         print(f"written to {path}")
 
