@@ -138,7 +138,7 @@ def train_variants(names: list[str], args, device: torch.device) -> dict[str, tu
     """
     threads = args.threads or (max(1, torch.get_num_threads() // args.jobs) if args.jobs > 1 else None)
     jobs = [(name, args.minutes, args.steps, str(device), threads) for name in names]
-    if args.jobs == 1:
+    if args.jobs == 1 or len(jobs) <= 1:
         done = [_train_and_save(*job) for job in jobs]
     else:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
