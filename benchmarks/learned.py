@@ -9,6 +9,12 @@ carried the same way for every contender (``benchmarks/classical.py``'s docstrin
 the fixed grid. Network times are one forward pass per pair (batch 1, no autograd, after a warm-up);
 "speed-up" is SyNCC's seconds per pair over the contender's.
 
+Training recipe, the same for every variant: Adam, batches of 4 pairs, learning rate 2e-3 falling
+to 0 along a cosine over the time budget (``regedu.train.TrainConfig.schedule="cosine"``), seed 0.
+By default the variants train one after the other, each with the whole machine: ``--train-threads``
+torch threads (default: all cores) and ``--workers`` data-loading processes (default 1) that
+synthesise the next pairs while the network trains. ``--jobs 2`` trains two at a time instead.
+
 Variants: unsupervised (local NCC + diffusion), diffeomorphic (the same on a stationary velocity,
 7 scaling-and-squaring steps at half resolution), supervised (end-point error against the true
 field), label-supervised (Dice of the parcels + diffusion), SynthMorph-style (Dice on images
@@ -16,13 +22,14 @@ synthesised from random label maps: it never sees a brain), LightVoxelMorph (uns
 1/35 of the weights), and the unsupervised model refined on each pair by 20 steps of instance
 optimisation.
 
-Part 2, the multiscale toy (``regedu.data.LargeDeformationPairs``: a disk pushed 4 to 12 voxels,
-further than its radius of 10.7): single-scale VoxelMorph against PyramidNet (3 levels), both
-trained unsupervised (MSE + 0.01 diffusion, Adam 3e-3) for ``--toy-minutes`` each, scored by Dice
-on 20 held-out pairs pushed the full 12 voxels.
+Part 2, the multiscale toy (``regedu.data.LargeDeformationPairs``: a disk of radius 10.7 pushed 12 to
+20 voxels, further than its own radius; the setting of notebook 06): single-scale VoxelMorph (plain
+and diffeomorphic) against PyramidNet (3 levels), all trained unsupervised (MSE + 0.01 diffusion,
+Adam 3e-3) for ``--toy-minutes`` each, scored by Dice on 20 held-out pairs from the same range.
+Dice alone can flatter a model that folds space to reach it: read it with the folding column.
 
     bash benchmarks/setup_peers.sh                      # once: the peers' environment
-    benchmarks/.venv/bin/python benchmarks/learned.py   # both parts, about 75 minutes on 2 cores
+    benchmarks/.venv/bin/python benchmarks/learned.py --threads 1   # both parts: about 75 minutes
     benchmarks/.venv/bin/python benchmarks/learned.py --quick          # smoke run, measures nothing
     benchmarks/.venv/bin/python benchmarks/learned.py --part toy --toy-minutes 2
     benchmarks/.venv/bin/python benchmarks/learned.py --variants unsupervised supervised --minutes 5
@@ -31,6 +38,7 @@ on 20 held-out pairs pushed the full 12 voxels.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -48,6 +56,7 @@ from classical import (
     run_ants,
     run_regedu,
     score,
+    set_threads,
     summarise,
 )
 from common import (
@@ -108,12 +117,17 @@ INSTANCE_STEPS = 20
 # ---------------------------------------------------------------------------
 
 
-def train_variant(name: str, variant: Variant, minutes: float, steps: int, device: torch.device):
-    """Train one variant from seed 0; returns ``(model, history)``."""
+def train_variant(name: str, variant: Variant, minutes: float, steps: int, device: torch.device,
+                  recipe: dict):
+    """Train one variant from seed 0; returns ``(model, history)``.
+
+    ``recipe``: the :class:`TrainConfig` fields every variant shares (batch size, learning rate and
+    its schedule, data-loading processes).
+    """
     torch.manual_seed(0)
     model = variant.build().to(device)
-    config = TrainConfig(steps=steps, minutes=minutes, batch_size=8, lr=1e-3, validate_every=10**9,
-                         checkpoint_every=10**9, **variant.config)
+    config = TrainConfig(steps=steps, minutes=minutes, validate_every=10**9, checkpoint_every=10**9,
+                         **recipe, **variant.config)
     start = time.perf_counter()
     history = train(model, variant.data(), config, progress=False)
     print(f"trained {name}: {history.step} steps in {time.perf_counter() - start:.0f} s, "
@@ -121,23 +135,25 @@ def train_variant(name: str, variant: Variant, minutes: float, steps: int, devic
     return model.eval(), history
 
 
-def _train_and_save(name: str, minutes: float, steps: int, device: str, threads: int | None) -> dict:
+def _train_and_save(name: str, minutes: float, steps: int, device: str, threads: int | None,
+                    recipe: dict) -> dict:
     """Train one variant (in a worker process when ``--jobs`` > 1) and save it under MODELS."""
     if threads:
         torch.set_num_threads(threads)
-    model, history = train_variant(name, VARIANTS[name], minutes, steps, torch.device(device))
+    model, history = train_variant(name, VARIANTS[name], minutes, steps, torch.device(device), recipe)
     path = save_checkpoint(MODELS / f"{name}.pt", model, history=history)
     return {"path": str(path), "minutes": history.seconds / 60, "steps": history.step}
 
 
 def train_variants(names: list[str], args, device: torch.device) -> dict[str, tuple]:
     """Train every variant: one after the other, or ``--jobs`` at a time in separate processes (each
-    with ``--threads`` torch threads, default ``cores / jobs``).
+    with ``--train-threads`` torch threads, default ``cores / jobs``).
 
     Returns ``{name: (model, minutes, steps)}``.
     """
-    threads = args.threads or (max(1, torch.get_num_threads() // args.jobs) if args.jobs > 1 else None)
-    jobs = [(name, args.minutes, args.steps, str(device), threads) for name in names]
+    threads = args.train_threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    recipe = dict(batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, num_workers=args.workers)
+    jobs = [(name, args.minutes, args.steps, str(device), threads, recipe) for name in names]
     if args.jobs == 1 or len(jobs) <= 1:
         done = [_train_and_save(*job) for job in jobs]
     else:
@@ -176,7 +192,10 @@ def brains(args, device: torch.device) -> list[dict]:
     pairs = make_pairs(2, 1 if args.quick else args.pairs, quick=False)
     contenders: dict[str, Callable[[Pair], Outcome]] = {}
     training: dict[str, tuple[float, int]] = {}
-    for name, (model, minutes, steps) in train_variants(args.variants, args, device).items():
+    trained = train_variants(args.variants, args, device)
+    if args.threads:
+        set_threads(args.threads)  # training in this process may have changed torch's
+    for name, (model, minutes, steps) in trained.items():
         label = f"VoxelMorph {name}" if name != "light" else "LightVoxelMorph unsupervised"
         contenders[label] = run_network(model, device)
         training[label] = (minutes, steps)
@@ -215,14 +234,15 @@ def brains(args, device: torch.device) -> list[dict]:
 
 def toy_models() -> dict[str, Callable[[], torch.nn.Module]]:
     return {"VoxelMorph (single scale)": lambda: VoxelMorph(2),
+            "VoxelMorph diffeomorphic (single scale)": lambda: VoxelMorph(2, diffeomorphic=True),
             "PyramidNet (3 levels)": lambda: PyramidNet(2)}
 
 
 def toy(args, device: torch.device) -> list[dict]:
     minutes = 0.2 if args.quick else args.toy_minutes
-    training_data = LargeDeformationPairs(length=10**7, shape=(64, 64), magnitude=12.0, min_magnitude=4.0,
-                                          seed=TOY_TRAIN_SEED)
-    test = LargeDeformationPairs(length=20, shape=(64, 64), magnitude=12.0, seed=TOY_TEST_SEED)
+    push = dict(shape=(64, 64), magnitude=20.0, min_magnitude=12.0)
+    training_data = LargeDeformationPairs(length=10**7, seed=TOY_TRAIN_SEED, **push)
+    test = LargeDeformationPairs(length=20, seed=TOY_TEST_SEED, **push)
     batch = {key: torch.stack([test[i][key] for i in range(len(test))]).to(device)
              for key in ("moving", "fixed", "moving_labels", "fixed_labels")}
     before = metrics.dice(batch["moving_labels"], batch["fixed_labels"], labels=[1])[:, 0]
@@ -257,12 +277,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10**6,
                         help="step budget per model (time usually ends first)")
     parser.add_argument("--pairs", type=int, default=10, help="held-out brain pairs")
+    parser.add_argument("--batch-size", type=int, default=4, help="brain variants: pairs per step")
+    parser.add_argument("--lr", type=float, default=2e-3, help="brain variants: (peak) learning rate")
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
+                        help="brain variants: learning-rate schedule (regedu.train.TrainConfig.schedule)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="brain variants: data-loading processes per variant (they make the pairs while "
+                             "the network trains)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="variants trained at once, in separate processes (2 on 2 cores: one core each)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every contender when registering the test pairs: torch, and ITK in "
+                             "ANTs (default: each library's own)")
+    parser.add_argument("--train-threads", type=int, default=None,
+                        help="torch threads of each training job (default: cores / --jobs)")
     args = parser.parse_args()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     if args.quick:
         args.minutes, args.variants = 0.1, args.variants[:2]
     device = resolve_device(args.device)

@@ -294,7 +294,7 @@ def _train_config(args, loss: str):
     supervision, similarity = LOSSES[loss]
     return TrainConfig(supervision=supervision, similarity=similarity,
                        weight=args.weight if args.weight is not None else DEFAULT_WEIGHT.get(loss, 1.0),
-                       lr=args.lr, batch_size=args.batch_size,
+                       lr=args.lr, schedule=args.schedule, batch_size=args.batch_size,
                        steps=args.steps or (UNLIMITED_STEPS if args.minutes else 1000),
                        minutes=args.minutes, seed=args.seed, checkpoint_every=args.checkpoint_every)
 
@@ -812,6 +812,10 @@ def _add_train(commands) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=8, help="pairs per step (default 8)")
     parser.add_argument("--lr", type=lambda t: _number(t, 0.0, True), default=1e-3,
                         help="learning rate (default 0.001)")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                        help="learning rate over the run: constant keeps --lr (default); cosine lowers it "
+                             "to 0 by the end of --steps or --minutes, whichever comes first (with --lr "
+                             "0.002 --batch-size 4: the recipe of benchmarks/learned.py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--checkpoint-every", type=_positive_int, default=200,
                         help="save every N steps (default 200)")

@@ -40,10 +40,11 @@ from torch.utils.data import DataLoader, Dataset
 from . import losses, metrics, warps
 from .checks import check_choice, check_image
 
-__all__ = ["TrainConfig", "History", "train", "evaluate", "instance_optimize", "save_checkpoint",
-           "load_checkpoint", "load_model", "compute_loss"]
+__all__ = ["TrainConfig", "History", "train", "learning_rate", "evaluate", "instance_optimize",
+           "save_checkpoint", "load_checkpoint", "load_model", "compute_loss"]
 
 SUPERVISIONS = ("unsupervised", "supervised", "labels", "synthmorph")
+SCHEDULES = ("constant", "cosine")
 SIMILARITIES = {"mse": losses.mse, "ncc": losses.ncc, "mi": losses.mi}
 REGULARISERS = {"diffusion": losses.diffusion, "bending": losses.bending}
 CHECKPOINT_FORMAT = 1
@@ -56,6 +57,11 @@ class TrainConfig:
     ``steps`` and ``minutes`` both stop training, whichever comes first (``minutes=None``: no time
     limit). ``weight`` multiplies the regulariser (unused by ``"supervised"``). ``amp`` is automatic
     mixed precision (bfloat16), used on GPUs only, ``None`` meaning "on when the model is on a GPU".
+
+    ``schedule`` shapes the learning rate: ``"constant"`` keeps ``lr``; ``"cosine"`` lowers it from
+    ``lr`` to 0 along half a cosine over the run, where "the run" is whichever budget runs out first
+    (the fraction of ``steps`` done or of ``minutes`` spent). Ending at a small learning rate lets the
+    weights settle instead of jittering around the minimum: worth a few points of Dice on a short run.
     """
 
     supervision: str = "unsupervised"
@@ -63,6 +69,7 @@ class TrainConfig:
     regulariser: str = "diffusion"
     weight: float = 1.0
     lr: float = 1e-3
+    schedule: str = "constant"
     batch_size: int = 8
     steps: int = 1000
     minutes: float | None = None
@@ -76,6 +83,7 @@ class TrainConfig:
         check_choice(self.supervision, "supervision", SUPERVISIONS)
         check_choice(self.similarity, "similarity", list(SIMILARITIES))
         check_choice(self.regulariser, "regulariser", list(REGULARISERS))
+        check_choice(self.schedule, "schedule", SCHEDULES)
         for name in ("steps", "batch_size", "validate_every", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -363,6 +371,7 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig | None =
     start = time.monotonic() - history.seconds
     model.train()
     while history.step < config.steps and time.monotonic() < deadline:
+        _set_learning_rate(optimizer, config, history)
         batch = _to_device(next(batches), device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = compute_loss(network, batch, config)
@@ -383,6 +392,21 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig | None =
     if checkpoint is not None and rank == 0:
         save_checkpoint(checkpoint, model, optimizer, config, history)
     return history
+
+
+def learning_rate(config: TrainConfig, step: int, seconds: float) -> float:
+    """The learning rate of ``step`` after ``seconds`` of training, under ``config.schedule``."""
+    if config.schedule == "constant":
+        return config.lr
+    done = step / config.steps
+    if config.minutes:
+        done = max(done, seconds / (60 * config.minutes))
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+
+def _set_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, history: History) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(config, history.step, history.seconds)
 
 
 def _after_step(model, optimizer, config, history, validation, checkpoint, bar, callback, rank) -> None:

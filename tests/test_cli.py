@@ -103,11 +103,12 @@ def test_train_saves_a_checkpoint_and_resumes(files, model, tmp_path, capsys):
     copy = tmp_path / "copy.pt"
     copy.write_bytes(model.read_bytes())
     status, out, err = run(["train", "--data", files["one"], "--steps", "33", "--batch-size", "1", "--lr",
-                            "0.003", "--out", copy, "--resume"], capsys)
+                            "0.003", "--schedule", "cosine", "--out", copy, "--resume"], capsys)
     assert status == 0 and "resuming from" in err and "step 30" in err
     assert f"saved the model to {copy} (step 33" in out and "regedu register" in out
     payload = T.load_checkpoint(copy)
     assert payload["history"]["step"] == 33 and payload["model_spec"]["class"] == "VoxelMorph"
+    assert payload["config"]["schedule"] == "cosine" and payload["config"]["lr"] == 0.003
 
 
 def check_outputs(files, tmp_path):

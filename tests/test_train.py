@@ -1,5 +1,6 @@
 """The training loop: every supervision learns, checkpoints round-trip and resume exactly, DDP matches."""
 
+import math
 import os
 import socket
 
@@ -87,6 +88,35 @@ def test_callback_and_time_budget():
                       callback=lambda step, loss: seen.append(step), progress=False)
     assert 0 < history.step < 10_000
     assert seen == list(range(1, history.step + 1))
+
+
+def test_cosine_schedule_falls_from_lr_to_zero_by_steps_or_minutes():
+    by_steps = T.TrainConfig(lr=1e-3, schedule="cosine", steps=100)
+    assert T.learning_rate(by_steps, 0, 0.0) == pytest.approx(1e-3)
+    assert T.learning_rate(by_steps, 50, 0.0) == pytest.approx(5e-4)
+    assert T.learning_rate(by_steps, 100, 0.0) == pytest.approx(0.0, abs=1e-12)
+    rates = [T.learning_rate(by_steps, step, 0.0) for step in range(101)]
+    assert all(a >= b for a, b in zip(rates[:-1], rates[1:], strict=True))
+    # with a time budget, whichever budget is further along decides
+    by_time = T.TrainConfig(lr=1e-3, schedule="cosine", steps=10**6, minutes=2.0)
+    assert T.learning_rate(by_time, 10, 60.0) == pytest.approx(5e-4)
+    assert T.learning_rate(by_time, 10, 500.0) == pytest.approx(0.0, abs=1e-12)
+    assert T.learning_rate(T.TrainConfig(lr=1e-3), 99, 1e4) == 1e-3  # constant is the default
+    with pytest.raises(ValueError, match="schedule"):
+        T.TrainConfig(schedule="linear-ish")
+
+
+def test_training_applies_the_schedule(monkeypatch):
+    seen = []
+
+    class Spy(torch.optim.Adam):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", Spy)
+    T.train(small_model(), ShiftedBlobs(), steps=4, batch_size=2, lr=1e-2, schedule="cosine", progress=False)
+    assert seen == pytest.approx([1e-2 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)])
 
 
 def test_checkpoint_round_trip(tmp_path):
