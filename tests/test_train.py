@@ -160,6 +160,17 @@ def _ddp_worker(rank, world, port, out):
     torch.distributed.destroy_process_group()
 
 
+def _ddp_timed_worker(rank, world, port, out):
+    """DDP with a time budget and the cosine schedule: each process saves its step count and weights."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    model = small_model()
+    history = T.train(model, ShiftedBlobs(), steps=10**6, minutes=0.03, schedule="cosine", batch_size=4,
+                      progress=False)
+    torch.save({"step": history.step, "model": model.state_dict()}, f"{out}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -174,6 +185,15 @@ def test_distributed_step_matches_single_process(tmp_path):
     distributed = torch.load(out, weights_only=True)
     for name, value in single.state_dict().items():
         torch.testing.assert_close(distributed[name], value, atol=1e-6, rtol=1e-4)
+
+
+def test_distributed_time_budget_stops_every_process_at_the_same_step(tmp_path):
+    out = tmp_path / "timed"
+    mp.spawn(_ddp_timed_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    first, second = (torch.load(f"{out}.{rank}", weights_only=True) for rank in (0, 1))
+    assert first["step"] == second["step"] > 0
+    for name, value in first["model"].items():  # same learning rate every step: the replicas agree
+        torch.testing.assert_close(second["model"][name], value)
 
 
 def test_instance_optimization_improves_the_pair():
