@@ -71,7 +71,7 @@ from common import (
 from regedu import metrics
 from regedu.data import LargeDeformationPairs, SynthMorphPairs, TemplatePairs
 from regedu.models import PRETRAINED, LightVoxelMorph, PyramidNet, VoxelMorph, pretrained
-from regedu.train import TrainConfig, instance_optimize, load_model, save_checkpoint, train
+from regedu.train import SCHEDULES, TrainConfig, instance_optimize, load_model, save_checkpoint, train
 from regedu.warps import warp_labels
 
 TRAIN_SEED = 10**6
@@ -279,7 +279,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=10, help="held-out brain pairs")
     parser.add_argument("--batch-size", type=int, default=4, help="brain variants: pairs per step")
     parser.add_argument("--lr", type=float, default=2e-3, help="brain variants: (peak) learning rate")
-    parser.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
+    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine",
                         help="brain variants: learning-rate schedule (regedu.train.TrainConfig.schedule)")
     parser.add_argument("--workers", type=int, default=1,
                         help="brain variants: data-loading processes per variant (they make the pairs while "
