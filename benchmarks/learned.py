@@ -67,14 +67,16 @@ from common import (
     resolve_device,
     write_results,
 )
+from heldout import COUNTS
 
 from regedu import metrics
-from regedu.data import LargeDeformationPairs, SynthMorphPairs, TemplatePairs
+from regedu.data import BrainSlicePairs, LargeDeformationPairs, SynthMorphPairs
 from regedu.models import PRETRAINED, LightVoxelMorph, PyramidNet, VoxelMorph, pretrained
 from regedu.train import SCHEDULES, TrainConfig, instance_optimize, load_model, save_checkpoint, train
 from regedu.warps import warp_labels
 
 TRAIN_SEED = 10**6
+IN_DISTRIBUTION_SEED = 9 * 10**6
 MODELS = Path(__file__).resolve().parent / ".models"  # trained variants, kept for a look afterwards
 TOY_TRAIN_SEED, TOY_TEST_SEED = 7 * 10**6, 8 * 10**6
 COLUMNS = ["method", "train min", "steps", "Dice", "Dice / SyNCC", "HD95 mm", "folding %", "min det J",
@@ -91,8 +93,20 @@ class Variant:
     config: dict = field(default_factory=dict)
 
 
-def brain_pairs() -> TemplatePairs:
-    return TemplatePairs(length=10**7, mode="subject_to_subject", ndim=2, parcels=True, seed=TRAIN_SEED)
+def brain_pairs() -> BrainSlicePairs:
+    """The kit's default 2D training data (``regedu train --data brain2d``)."""
+    return BrainSlicePairs(length=10**7, seed=TRAIN_SEED)
+
+
+def evaluation_pairs(split: str, count: int | None, quick: bool) -> list[Pair]:
+    """The pairs every contender registers: a split of ``heldout.py`` (made differently from the
+    training data), the first release's pairs (``"old"``), or ``"training"``: pairs from the training
+    distribution itself (``BrainSlicePairs`` with an unseen seed), for the in-distribution number."""
+    if split == "training":
+        made = BrainSlicePairs(length=count or 16, seed=IN_DISTRIBUTION_SEED)
+        return [Pair(item["moving"][None], item["fixed"][None], item["moving_labels"][None],
+                     item["fixed_labels"][None], (2.0, 2.0)) for item in (made[i] for i in range(len(made)))]
+    return make_pairs(2, count or (10 if split == "old" else COUNTS[(split, 2)]), quick, split)
 
 
 def synthmorph_pairs() -> SynthMorphPairs:
@@ -189,7 +203,7 @@ def run_network(model: torch.nn.Module, device: torch.device, refine_steps: int 
 
 
 def brains(args, device: torch.device) -> list[dict]:
-    pairs = make_pairs(2, 1 if args.quick else args.pairs, quick=False)
+    pairs = evaluation_pairs(args.split, 1 if args.quick else args.pairs, args.quick)
     contenders: dict[str, Callable[[Pair], Outcome]] = {}
     training: dict[str, tuple[float, int]] = {}
     trained = train_variants(args.variants, args, device)
@@ -204,7 +218,10 @@ def brains(args, device: torch.device) -> list[dict]:
             contenders[label] = run_network(model, device, refine_steps=INSTANCE_STEPS)
             training[label] = training["VoxelMorph unsupervised"]
     for name in args.pretrained:
-        contenders[f"shipped {name} (2000 steps)"] = run_network(pretrained(name, device=device), device)
+        contenders[f"shipped {name}"] = run_network(pretrained(name, device=device), device)
+    for path in args.model_files:
+        network = load_model(path, device=device)
+        contenders[f"{path.stem} ({path.parent.name}/)"] = run_network(network, device)
     contenders["regedu classical default"] = run_regedu("default", device)
     contenders[REFERENCE] = run_ants("SyNCC")
     warmup = crop_pair(pairs[0], size=64)
@@ -272,11 +289,18 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--pretrained", nargs="*", default=[], choices=sorted(PRETRAINED),
                         help="also score the shipped models (trained by scripts/train_pretrained.py)")
+    parser.add_argument("--model-files", nargs="*", type=Path, default=[],
+                        help="also score these checkpoints (e.g. a model scripts/train_pretrained.py has "
+                             "just finished, before it is shipped)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training time per brain variant")
     parser.add_argument("--toy-minutes", type=float, default=3.0, help="training time per toy model")
     parser.add_argument("--steps", type=int, default=10**6,
                         help="step budget per model (time usually ends first)")
-    parser.add_argument("--pairs", type=int, default=10, help="held-out brain pairs")
+    parser.add_argument("--pairs", type=int, default=None, help="brain pairs (default: all of the split)")
+    parser.add_argument("--split", choices=["test", "development", "training", "old"], default="test",
+                        help="brain pairs: heldout.py's test or development pairs (made differently from the "
+                             "training data), 'training' (16 unseen pairs of the training distribution), or "
+                             "'old' (the first release's pairs)")
     parser.add_argument("--batch-size", type=int, default=4, help="brain variants: pairs per step")
     parser.add_argument("--lr", type=float, default=2e-3, help="brain variants: (peak) learning rate")
     parser.add_argument("--schedule", choices=SCHEDULES, default="cosine",
@@ -309,7 +333,9 @@ def main() -> None:
         env = environment(device, ["antspyx", "numpy"])
         env["training minutes per model"] = args.minutes if part == "brains" else args.toy_minutes
         shipped_only = part == "brains" and not args.variants
-        path = default_output(f"learned_{part}" + ("_shipped" if shipped_only else ""), device, args.quick)
+        name = f"learned_{part}" + (f"_{args.split}" if part == "brains" else "")
+        name += "_shipped" if shipped_only else ""
+        path = default_output(name, device, args.quick)
         if args.output is not None:
             path = args.output if len(parts) == 1 else args.output.with_name(f"{args.output.stem}_{part}.md")
         write_results(path, f"Learned registration: {title}", notes, columns, rows, env)

@@ -16,8 +16,9 @@ Modules (standard library plus nibabel/numpy only):
 
 * :mod:`data_scripts.registry`: where each dataset lives, its checksums and licence;
 * :mod:`data_scripts.download`: resumable HTTP downloads with SHA-256/MD5 checks;
-* :mod:`data_scripts.extract`: archive extraction that refuses path traversal,
-  absolute paths and links leaving the destination;
+* :mod:`data_scripts.pins`: SHA-256 values pinned on first download where none is published;
+* :mod:`data_scripts.extract`: archive extraction (tarfile's ``"data"`` filter, plus checks)
+  that refuses path traversal, absolute paths and links leaving the destination;
 * :mod:`data_scripts.prepare`: turn an extracted dataset into the folder format above;
 * :mod:`data_scripts.fetch`: the command line that chains the three steps.
 """

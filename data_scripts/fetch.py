@@ -8,7 +8,9 @@ Run from the repository root::
 Steps, each skipped when its result is already there (so the command can be
 re-run after an interruption, and resumes a partial download):
 
-1. download ``<root>/downloads/<file>`` (resumable, checksums from the registry);
+1. download ``<root>/downloads/<file>`` (resumable, checksums from the registry; a file
+   whose source publishes no SHA-256 has it pinned on first download in
+   ``<root>/downloads/sha256-pins.json``, see :mod:`data_scripts.pins`);
 2. extract it safely into ``<root>/raw/<name>/``;
 3. prepare ``<root>/<name>/`` with ``images/``, ``labels/`` and ``pairs.csv``.
 
@@ -22,7 +24,8 @@ import sys
 from pathlib import Path
 
 from .download import USER_AGENT, ChecksumError, DownloadError, download
-from .extract import UnsafeArchiveError, safe_extract
+from .extract import ExtractionUnavailableError, UnsafeArchiveError, safe_extract
+from .pins import PIN_FILE_NAME, PinFileError
 from .prepare import prepare
 from .registry import SOURCES, Source
 
@@ -47,8 +50,9 @@ def fetch(source: Source, root, url: str | None = None, sha256: str | None = Non
     # a mirror (--url) must serve the same bytes, so the registry's checksums still apply;
     # an explicit --sha256 replaces them
     checksums = {"sha256": sha256, "md5": None} if sha256 else {"sha256": source.sha256, "md5": source.md5}
-    archive = download(url or source.url, root / "downloads" / source.filename, **checksums,
-                       user_agent=user_agent)
+    downloads = root / "downloads"
+    archive = download(url or source.url, downloads / source.filename, **checksums,
+                       pin_file=downloads / PIN_FILE_NAME, user_agent=user_agent)
     raw = root / "raw" / source.name
     if not raw.is_dir() or not any(raw.iterdir()):
         print(f"extracting {archive.name} into {raw} ...")
@@ -61,7 +65,8 @@ def fetch(source: Source, root, url: str | None = None, sha256: str | None = Non
 
 def _list_sources() -> None:
     for source in SOURCES.values():
-        checksum = "SHA-256 " + source.sha256[:12] + "..." if source.sha256 else "SHA-256 unverified"
+        pinned = "SHA-256 pinned on first download"
+        checksum = "SHA-256 " + source.sha256[:12] + "..." if source.sha256 else pinned
         print(f"{source.name:18s} {source.size:20.20s} {checksum}\n    {source.url}\n    {source.notes}\n")
 
 
@@ -80,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         fetch(SOURCES[args.name], args.root, url=args.url, sha256=args.sha256, user_agent=args.user_agent)
-    except (DownloadError, ChecksumError, UnsafeArchiveError, FileExistsError, FileNotFoundError,
-            ValueError) as err:
+    except (DownloadError, ChecksumError, UnsafeArchiveError, ExtractionUnavailableError, PinFileError,
+            FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

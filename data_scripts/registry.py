@@ -2,9 +2,10 @@
 
 URLs and file layouts were taken from the data providers' pages and from code
 that uses them (sources in each entry's ``notes``). A checksum is given only
-when a published value was found; ``sha256=None`` means *unverified*: the
-downloader computes the SHA-256 on first download and prints it so that you can
-record it. Nothing here is a guessed hash.
+when a published value was found; ``sha256=None`` means none is published: the
+first download is checked against the published MD5 where there is one, and its
+SHA-256 is then pinned locally (trust on first use, :mod:`data_scripts.pins`) so
+that later downloads must match it. Nothing here is a guessed hash.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Source:
         filename: the name it is saved under.
         layout: which preparation step reads it (see :mod:`data_scripts.prepare`).
         size: approximate download size, for the user.
-        sha256: published SHA-256, or None (unverified, printed on first download).
+        sha256: published SHA-256, or None (pinned on first download: trust on first use).
         md5: published MD5, or None. Checked as well when given.
         notes: provenance of URL and checksums, licence and citation.
     """
@@ -55,8 +56,8 @@ SOURCES: dict[str, Source] = {
         sha256=None,
         md5="c9ae5864f250c7e4b8d83a104e51ae8e",
         notes=NEURITE_NOTES + " 2D: coronal slice 109 of each subject, 160 x 192, 24 labels "
-        "(slice_norm.nii.gz, slice_seg24.nii.gz). SHA-256 unverified: no published value found, "
-        "printed on first download.",
+        "(slice_norm.nii.gz, slice_seg24.nii.gz). No published SHA-256 found: the first download is "
+        "checked against the published MD5, then its SHA-256 is pinned on first download.",
     ),
     "neurite-oasis-3d": Source(
         name="neurite-oasis-3d",
@@ -83,6 +84,7 @@ SOURCES: dict[str, Source] = {
         "official validation pairs (registration_val). Same OASIS licence and citations as above. "
         "The URL comes from a public helper script that downloads this package; if the share has "
         "moved, take the current link from the Learn2Reg datasets page and pass it with --url. "
-        "SHA-256 unverified: no published value found, printed on first download.",
+        "No published checksum found: the first download cannot be verified; its SHA-256 is pinned on first "
+        "download, and later downloads must match it.",
     ),
 }

@@ -125,3 +125,44 @@ def check_choice(value, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
     return value
+
+
+def check_device(device, name: str = "device") -> torch.device | None:
+    """``device`` as a ``torch.device`` (``None`` stays ``None``), refusing one this machine lacks.
+
+    Without this, asking for ``"cuda"`` on a machine without a GPU fails deep inside torch with
+    an ``AssertionError`` ("Torch not compiled with CUDA enabled").
+    """
+    if device is None:
+        return None
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a device such as 'cpu', 'cuda' or 'cuda:0', "
+                         f"got {device!r}.") from None
+    if found.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"`{name}={device!r}` asks for a CUDA GPU, but none is available here "
+            f"(torch.cuda.is_available() is False: no GPU, no driver, or a CPU-only torch). Use "
+            f"{name}='cpu', or leave `{name}` out to run where the inputs are."
+        )
+    if found.type == "cuda" and found.index is not None and found.index >= torch.cuda.device_count():
+        raise ValueError(f"`{name}={device!r}`: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                         f"numbered from 0.")
+    if found.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"`{name}={device!r}` asks for Apple's MPS, which is not available here: use "
+                         f"{name}='cpu'.")
+    return found
+
+
+def check_precision(x: torch.Tensor, name: str) -> None:
+    """Refuse half-precision images: their 3 significant digits cannot register anything.
+
+    In float16 a displacement of 100 voxels moves in steps of 0.06 and small loss changes
+    vanish, so an optimisation stalls or diverges whatever the learning rate.
+    """
+    if x.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(
+            f"`{name}` is {x.dtype}, too coarse to register with (about 3 significant digits). Cast "
+            f"the images to float32 first: `{name}.float()` (the result can be cast back)."
+        )

@@ -9,12 +9,18 @@ Mistakes a user can make (a missing file, a bad option, a shape mismatch, a wron
 end with one line ``regedu: error: ...`` on stderr and exit status 2, never a traceback
 (set ``REGEDU_DEBUG=1`` to see the traceback anyway). Results go to stdout; warnings, notes and
 progress bars to stderr. No file is overwritten unless ``--overwrite`` (or ``--resume``) says so.
+
+Outputs (:mod:`regedu.outputs`) are claimed before any work, with a lock file beside each (so a
+read-only folder, or a second run writing the same file, stops the run at once), and written together
+at the end through hidden temporary files: a run leaves all its outputs or none. Inputs are checked up
+front as far as headers allow (sizes against the files and against memory, :mod:`regedu.memory`).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import csv
 import math
 import os
@@ -130,6 +136,16 @@ def _output(path, option: str, overwrite: bool, suffixes: Sequence[str] = NIFTI_
     return path
 
 
+def _claim(paths: dict[str, Path], overwrite: bool):
+    """Claim checked output paths before any work (:class:`regedu.outputs.OutputSet`): a lock beside
+    each (atomic, so two runs cannot both write it; creating it proves the folder is writable) and
+    stale temporaries of killed runs removed. ``outputs[option]`` is where to write; ``commit()``
+    renames all at once; :func:`main` releases what a failed run leaves."""
+    from .outputs import OutputSet
+
+    return OutputSet(paths, overwrite).claim()
+
+
 def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
@@ -174,11 +190,13 @@ def _numeric(cell) -> bool:
 
 def _synthetic_data(name: str, seed: int, length: int, device: torch.device):
     """One of the built-in training sets (items generated on ``device`` when it is a GPU)."""
-    from .data import LargeDeformationPairs, SynthMorphPairs, TemplatePairs
+    from .data import BrainSlicePairs, LargeDeformationPairs, SynthMorphPairs, TemplatePairs
 
     where = device if device.type == "cuda" else None
-    if name in ("brain2d", "brain3d"):
-        return TemplatePairs(length, mode="subject_to_subject", ndim=int(name[-2]), seed=seed, device=where)
+    if name == "brain2d":  # every level of the cerebrum, small to large deformations, with or without a head
+        return BrainSlicePairs(length, seed=seed, device=where)
+    if name == "brain3d":
+        return TemplatePairs(length, mode="subject_to_subject", ndim=3, seed=seed, device=where)
     if name in ("synthmorph2d", "synthmorph3d"):
         shape = (96, 112) if name == "synthmorph2d" else (96, 112, 96)
         return SynthMorphPairs(length, shape=shape, seed=seed, device=where)
@@ -261,6 +279,7 @@ def _check_train_output(args) -> Path:
     out = _output(args.out, "--out", overwrite=args.overwrite or args.resume, suffixes=())
     if args.resume and args.overwrite:
         raise CommandError("--resume continues the checkpoint in --out, --overwrite starts afresh: pick one.")
+    _claim({"--out": out}, overwrite=args.overwrite or args.resume)  # locked (and writable) until the end
     return out
 
 
@@ -295,8 +314,20 @@ def _train_config(args, loss: str):
     return TrainConfig(supervision=supervision, similarity=similarity,
                        weight=args.weight if args.weight is not None else DEFAULT_WEIGHT.get(loss, 1.0),
                        lr=args.lr, schedule=args.schedule, batch_size=args.batch_size,
+                       num_workers=_workers(args),
                        steps=args.steps or (UNLIMITED_STEPS if args.minutes else 1000),
                        minutes=args.minutes, seed=args.seed, checkpoint_every=args.checkpoint_every)
+
+
+def _workers(args) -> int:
+    """Data-loading processes: ``--workers``, else 1 for synthetic data on a multi-core CPU."""
+    if args.workers is not None:
+        if args.workers < 0:
+            raise CommandError(f"--workers must be 0 or more, got {args.workers}")
+        return args.workers
+    on_gpu = str(args.device).startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+    synthetic = args.data in SYNTHETIC_DATA
+    return 1 if synthetic and not on_gpu and (os.cpu_count() or 1) > 1 else 0
 
 
 def _announce(args, model, described: str, item: dict, loss: str, config, device) -> None:
@@ -362,10 +393,15 @@ def _report_training(history, out: Path) -> None:
 class Pair:
     """A moving/fixed pair on the fixed grid, ready to register.
 
-    ``moving`` and ``fixed`` are ``(1, 1, *spatial)`` float32, normalised to [0, 1] unless asked
-    otherwise; ``moving_original`` is the moving image with its own intensities on the same grid
-    (what the warped output is made from); labels are int64 or ``None``; ``affine`` and
+    ``moving`` and ``fixed`` are ``(1, 1, *spatial)`` float32 on the fixed grid, normalised to
+    [0, 1] unless asked otherwise (what the method registers); ``moving_labels`` are the moving
+    labels on the fixed grid (int64, or ``None``), ``fixed_labels`` the fixed ones; ``affine`` and
     ``spacing`` describe the fixed grid (RAS, mm).
+
+    ``moving_original`` is the moving image with its own intensities on its *own* grid, whose
+    voxel-to-world matrix is ``moving_affine``, and ``moving_labels_original`` its labels there:
+    the outputs are made from them by one interpolation (:func:`warp_moving`). When that grid is
+    not the fixed grid, ``moving`` and ``moving_labels`` were resampled onto it through the headers.
     """
 
     moving: torch.Tensor
@@ -375,17 +411,38 @@ class Pair:
     fixed_labels: torch.Tensor | None
     affine: np.ndarray
     spacing: tuple[float, ...]
+    moving_affine: np.ndarray
+    moving_labels_original: torch.Tensor | None = None
+
+
+def _read_nifti(loader: Callable, path, what: str):
+    """``loader(path)``; a header without a usable affine gets the fixes a command-line user has."""
+    from .data.io import DegenerateAffineError
+
+    try:
+        return loader(path)
+    except DegenerateAffineError:
+        raise CommandError(
+            f"the {what} {path} has a header whose voxel-to-world affine is degenerate (e.g. an all-zero "
+            f"sform), so regedu cannot tell where its voxels are. Repair the header, then rerun: with FSL, "
+            f"`fslorient -copyqform2sform {path}` if its qform is valid, or `fslcpgeom REFERENCE {path}` to "
+            f"copy the geometry of the image it was made from."
+        ) from None
 
 
 def _load_image(path, what: str):
     from .data import load_nifti
 
-    volume = load_nifti(path)
+    volume = _read_nifti(load_nifti, path, f"{what} image")
     image = volume.image
     if not bool(torch.isfinite(image).all()):
         bad = int((~torch.isfinite(image)).sum())
         raise CommandError(f"the {what} image {path} has {bad} NaN or infinite voxels; registration needs "
                            f"finite intensities: repair the file (e.g. set those voxels to 0).")
+    low, high = float(image.min()), float(image.max())
+    if low == high:
+        raise CommandError(f"the {what} image {path} has the same value ({low:g}) at every voxel: there is "
+                           f"nothing to align. Check the file: an empty export, or the wrong volume or file.")
     return volume
 
 
@@ -394,38 +451,46 @@ def _load_label_map(path, what: str, grid: torch.Tensor, image_path) -> torch.Te
 
     if path is None:
         return None
-    labels = load_labels(path).image
+    labels = _read_nifti(load_labels, path, f"{what} labels").image
     if labels.shape[2:] != grid.shape[2:]:
         raise CommandError(
             f"the {what} labels {path} have shape {tuple(labels.shape[2:])} but their image {image_path} "
             f"has {tuple(grid.shape[2:])}: a label map must lie on its image's grid."
         )
+    _check_label_count(labels, path, what)
     return labels
 
 
-def _needs_resampling(report) -> bool:
-    """What ``check_pair`` recommends: resample the moving image onto the fixed grid when their
-    shapes or voxel sizes differ (same tolerance as check_pair)."""
-    stats = report.stats
-    if stats.get("moving shape") != stats.get("fixed shape"):
-        return True
-    spacings = stats.get("moving spacing (mm)"), stats.get("fixed spacing (mm)")
-    return None not in spacings and not np.allclose(spacings[0], spacings[1], rtol=1e-3)
+def _check_label_count(labels: torch.Tensor, path, what: str) -> None:
+    """Refuse a "label map" with more distinct values than any atlas has (an image saved as integers):
+    per-label metrics (HD95) would run for hours on it."""
+    from .data.check import MAX_LABELS
+
+    count = int(torch.unique(labels).numel())
+    if count > MAX_LABELS:
+        raise CommandError(
+            f"the {what} labels {path} hold {count} distinct values, more than the {MAX_LABELS} an "
+            f"anatomical label map has: this looks like an image (or numbered instances), not a label map. "
+            f"Give the label map of the {what} image (e.g. a segmentation with one number per structure)."
+        )
 
 
-def _check(moving, fixed, moving_labels, fixed_labels, moving_affine, fixed_affine):
+def _check(pair: Pair, method: str | None):
     from .data import check_pair
 
-    # factor=1: regedu's networks pad to their own factor, so no size needs padding by hand
-    return check_pair(moving, fixed, moving_labels=moving_labels, fixed_labels=fixed_labels,
-                      moving_affine=moving_affine, fixed_affine=fixed_affine, factor=1, verbose=False)
+    # on the fixed grid for both, as registered; factor=1: the networks pad to their own factor
+    return check_pair(pair.moving, pair.fixed, moving_labels=pair.moving_labels,
+                      fixed_labels=pair.fixed_labels, moving_affine=pair.affine, fixed_affine=pair.affine,
+                      factor=1, method=method, interface="cli", verbose=False)
 
 
 def load_pair(moving_path, fixed_path, moving_labels_path=None, fixed_labels_path=None,
-              normalize: bool = True, warn: Callable[[str], None] = _warn) -> Pair:
-    """Load, normalise and check a pair; resample the moving image onto the fixed grid when
-    :func:`regedu.data.check_pair` says that is the fix. Warnings go to ``warn``."""
-    from .data import normalize_intensity
+              normalize: bool = True, warn: Callable[[str], None] = _warn, method: str | None = None) -> Pair:
+    """Load, normalise and check a pair for ``method``. When the two headers do not put voxel ``x``
+    at the same place, the moving image (and its labels) is resampled onto the fixed grid through the
+    headers for the registration, and a warning says so; the originals are kept for the outputs
+    (:func:`warp_moving`). Warnings go to ``warn``, in the command's terms."""
+    from .data import normalize_intensity, same_grid
 
     moving_volume, fixed_volume = _load_image(moving_path, "moving"), _load_image(fixed_path, "fixed")
     original, fixed = moving_volume.image, fixed_volume.image
@@ -440,35 +505,99 @@ def load_pair(moving_path, fixed_path, moving_labels_path=None, fixed_labels_pat
     moving = normalize_intensity(original) if normalize else original
     fixed = normalize_intensity(fixed) if normalize else fixed
     pair = Pair(moving, fixed, original, moving_labels, fixed_labels, fixed_volume.affine,
-                fixed_volume.spacing)
-    report = _check(moving, fixed, moving_labels, fixed_labels, moving_volume.affine, fixed_volume.affine)
-    for warning in report.warnings:
+                fixed_volume.spacing, moving_volume.affine, moving_labels_original=moving_labels)
+    if not same_grid(moving_volume.affine, original.shape[2:], pair.affine, fixed.shape[2:]):
+        warn(_header_warning(moving_volume, fixed_volume, moving_path, fixed_path))
+        _resample_onto_fixed(pair)
+    for warning in _check(pair, method).warnings:
         warn(warning)
-    if _needs_resampling(report):
-        _resample_onto_fixed(pair, moving_volume.affine)
-        again = _check(pair.moving, fixed, pair.moving_labels, fixed_labels, pair.affine, pair.affine)
-        for warning in again.warnings:
-            if warning not in report.warnings:
-                warn(warning)
     return pair
 
 
-def _resample_onto_fixed(pair: Pair, moving_affine: np.ndarray) -> None:
-    """Move the moving image (both versions) and its labels onto the fixed grid, in place."""
+def _header_warning(moving_volume, fixed_volume, moving_path, fixed_path) -> str:
+    """What differs between the two grids, and what the command does about it."""
+    from .data import grid_offset
+
+    shapes = tuple(moving_volume.image.shape[2:]), tuple(fixed_volume.image.shape[2:])
+    spacings = [tuple(round(s, 3) for s in volume.spacing) for volume in (moving_volume, fixed_volume)]
+    offset = grid_offset(moving_volume.affine, fixed_volume.affine, shapes[1])
+    return (f"the headers of {moving_path} and {fixed_path} put their voxels in different places "
+            f"(shapes {shapes[0]} and {shapes[1]}, voxel sizes {spacings[0]} and {spacings[1]} mm; voxel x "
+            f"of one lies up to {offset:.2f} mm from voxel x of the other): the moving image is registered "
+            f"as its header places it in the world, like ITK and ANTs do. If a header is wrong, repair it "
+            f"first.")
+
+
+def _resample_onto_fixed(pair: Pair) -> None:
+    """Put the normalised moving image and its labels on the fixed grid for the registration, in place;
+    the originals stay on their own grid for the outputs."""
     from .data import resample_like
 
     shape = tuple(pair.fixed.shape[2:])
-    pair.moving = resample_like(pair.moving, moving_affine, shape, pair.affine)
-    pair.moving_original = resample_like(pair.moving_original, moving_affine, shape, pair.affine)
+    pair.moving = resample_like(pair.moving, pair.moving_affine, shape, pair.affine)
     if pair.moving_labels is not None:
-        pair.moving_labels = resample_like(pair.moving_labels, moving_affine, shape, pair.affine)
+        pair.moving_labels = resample_like(pair.moving_labels, pair.moving_affine, shape, pair.affine)
     _note(f"resampled the moving image{' and its labels' if pair.moving_labels is not None else ''} onto "
-          f"the fixed grid {shape} through the NIfTI affines, as check_pair suggests.")
+          f"the fixed grid {shape} through the NIfTI affines for the registration; the outputs read the "
+          f"original moving file once, through the field and the headers together.")
+
+
+def warp_moving(pair: Pair, disp: torch.Tensor, labels: bool = False) -> torch.Tensor | None:
+    """The original moving image (or, with ``labels``, its label map) carried onto the fixed grid by
+    ``disp`` ``(1, ndim, *fixed)`` (voxels of the fixed grid), with one interpolation.
+
+    Fixed voxel ``x`` reads the moving file at the world point of ``x + disp(x)`` on the fixed grid,
+    through the moving image's own header (:func:`regedu.data.resample_like` with ``disp=``): what
+    ITK and ANTs do with the field that ``--disp`` writes, boundary included (``padding="itk"``:
+    the edge value up to half a voxel outside the moving image, 0 farther out). Images: linear;
+    labels: nearest neighbour. ``None`` when there are no labels.
+    """
+    from .data import resample_like
+
+    source = pair.moving_labels_original if labels else pair.moving_original
+    if source is None:
+        return None
+    return resample_like(source, pair.moving_affine, tuple(pair.fixed.shape[2:]), pair.affine, disp=disp,
+                         padding="itk")
 
 
 # ---------------------------------------------------------------------------
 # running a method
 # ---------------------------------------------------------------------------
+
+
+RESERVED_OPTIONS = {"device": "--device", "model": "--model", "moving_labels": "--labels",
+                    "progress": None, "callback": None}  # set by the command itself
+
+
+def _method_options(args) -> dict:
+    """``--option`` and ``--affine-option`` as :func:`regedu.register`'s options, all checked now,
+    before anything is loaded (:func:`regedu.api.check_options`)."""
+    from .api import METHODS
+
+    options, affine = dict(args.option), dict(args.affine_option)
+    for key in [*options, *affine]:
+        if key in RESERVED_OPTIONS:
+            flag = RESERVED_OPTIONS[key]
+            raise CommandError(f"{key} is set by the command itself, not by --option"
+                               + (f": use {flag}." if flag else "."))
+    if affine:
+        if getattr(METHODS[args.method], "deformable_stage", None) is None:
+            raise CommandError(f"--affine-option sets the affine stage of default and the other affine+... "
+                               f"methods; --method {args.method} has none: give its options with --option.")
+        options["affine_options"] = {**dict(options.get("affine_options") or {}), **affine}
+    _check_options(args.method, options)
+    return options
+
+
+def _check_options(method: str, options: dict, shape=None) -> None:
+    """:func:`regedu.api.check_options` in the command's words; ``shape`` adds the size-dependent checks."""
+    from .api import check_options
+
+    try:
+        check_options(method, options, shape, interface="cli")
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
 
 
 def _check_method(method: str, model) -> bool:
@@ -493,21 +622,42 @@ def _load_network(model_path, device: torch.device):
 
 def _run_method(pair: Pair, method: str, learned: bool, network, device: torch.device, options: dict,
                 progress: bool | None):
-    """:func:`regedu.register` on the pair; the result on the CPU."""
+    """:func:`regedu.register` on the pair; the result on the CPU, ``warped_labels`` made from the
+    original moving labels by :func:`warp_moving`."""
     from .api import DEFAULT_MODELS, register
 
     ndim = pair.fixed.dim() - 2
     if learned and network is None and ndim not in DEFAULT_MODELS:
         raise CommandError(f"--method {method} needs --model for {ndim}D images: regedu ships a pre-trained "
                            f"model for 2D only. Train one: `regedu train --data brain3d --out model.pt`.")
+    _check_options(method, options, tuple(pair.fixed.shape[2:]))  # the checks that need the size
     extra = {"model": network} if learned else {"progress": progress}
-    result = register(pair.moving, pair.fixed, method=method, moving_labels=pair.moving_labels,
-                      device=device, **extra, **options)
+    with _memory_advice(tuple(pair.fixed.shape[2:]), pair.fixed.shape[1], device, learned):
+        result = register(pair.moving, pair.fixed, method=method, device=device, **extra, **options)
     result.disp = result.disp.cpu()
     result.warped = result.warped.cpu()
-    if result.warped_labels is not None:
-        result.warped_labels = result.warped_labels.cpu()
+    result.warped_labels = warp_moving(pair, result.disp, labels=True)  # from the original labels, once
     return result
+
+
+@contextlib.contextmanager
+def _memory_advice(shape: tuple[int, ...], channels: int, device: torch.device, learned: bool):
+    """Refuse up front a registration that will not fit in memory (:func:`regedu.memory.check_fits`),
+    and turn an allocator failure during it into the same advice: crop or downsample, by how much."""
+    from .memory import NotEnoughMemory, available_bytes, check_fits, is_out_of_memory, registration_bytes
+    from .memory import not_enough_memory_message as advice
+
+    try:
+        check_fits(shape, "this pair", device, channels=channels, learned=learned)
+        yield
+    except NotEnoughMemory as error:
+        raise CommandError(str(error)) from None
+    except (MemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        needed = registration_bytes(shape, channels, learned)
+        raise CommandError(advice(shape, "this pair", needed, available_bytes(device), device)
+                           + " (the allocator ran out of memory during the registration)") from None
 
 
 def _mean_dice(a: torch.Tensor | None, b: torch.Tensor | None) -> float | None:
@@ -538,7 +688,8 @@ def _folding_percent(disp: torch.Tensor) -> float:
 # ---------------------------------------------------------------------------
 
 
-def _register_outputs(args) -> dict[str, Path]:
+def _register_outputs(args):
+    """-o, --disp and --labels-out checked and claimed (:func:`_claim`) before any work."""
     if (args.labels is None) != (args.labels_out is None):
         raise CommandError("--labels (the moving image's label map) and --labels-out (where its warped copy "
                            "goes) come together; give both or neither.")
@@ -547,27 +698,42 @@ def _register_outputs(args) -> dict[str, Path]:
     paths = [path.resolve() for path in checked.values()]
     if len(set(paths)) != len(paths):
         raise CommandError("two outputs name the same file: give -o, --disp and --labels-out other names.")
-    return checked
+    return _claim(checked, args.overwrite)
+
+
+def _check_disp_format(pair: Pair, disp_format: str) -> None:
+    """Refuse, before the registration, a --disp-format that cannot hold this pair's field."""
+    from .data.io import _check_itk_plane
+
+    if pair.fixed.dim() == 4 and disp_format == "mm":
+        raise CommandError("--disp-format mm writes 3-component vectors of 3D volumes; this pair is 2D: use "
+                           "--disp-format voxels or itk.")
+    if pair.fixed.dim() == 4 and disp_format == "itk":
+        try:
+            _check_itk_plane(pair.affine, "--disp-format itk")
+        except ValueError as error:
+            raise CommandError(str(error).replace("field='voxels'", "--disp-format voxels")) from None
 
 
 def _run_register(args) -> int:
     from .data import save_nifti
-    from .warps import warp
 
     learned = _check_method(args.method, args.model)
+    options = _method_options(args)
     outputs = _register_outputs(args)
     device = _device(args.device)
     network = _load_network(args.model, device) if learned else None
-    pair = load_pair(args.moving, args.fixed, args.labels, args.fixed_labels, normalize=not args.no_normalize)
-    if pair.fixed.dim() == 4 and args.disp_format != "voxels":
-        raise CommandError(f"--disp-format {args.disp_format} writes physical vectors of 3D volumes; "
-                           f"this pair is 2D: use --disp-format voxels.")
-    result = _run_method(pair, args.method, learned, network, device, dict(args.option), progress=None)
-    save_nifti(warp(pair.moving_original, result.disp), outputs["-o"], pair.affine, overwrite=True)
+    pair = load_pair(args.moving, args.fixed, args.labels, args.fixed_labels, normalize=not args.no_normalize,
+                     method=args.method)
+    if "--disp" in outputs:
+        _check_disp_format(pair, args.disp_format)
+    result = _run_method(pair, args.method, learned, network, device, options, progress=None)
+    save_nifti(warp_moving(pair, result.disp), outputs["-o"], pair.affine, overwrite=True)
     if "--disp" in outputs:
         save_nifti(result.disp, outputs["--disp"], pair.affine, overwrite=True, field=args.disp_format)
     if "--labels-out" in outputs:
         save_nifti(result.warped_labels.to(torch.int32), outputs["--labels-out"], pair.affine, overwrite=True)
+    outputs.commit()  # all outputs appear together, or (on an error above) none
     _report_registration(args, pair, result, outputs)
     return 0
 
@@ -600,13 +766,13 @@ def read_pair_list(path) -> list[dict[str, Path | None]]:
     if not path.is_file():
         raise CommandError(f"the pair list {path} does not exist (expected a CSV file with columns "
                            f"moving,fixed,moving_labels,fixed_labels).")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        if "moving" not in columns or "fixed" not in columns:
-            raise CommandError(f"the pair list {path} needs a header row with columns moving,fixed (and "
-                               f"moving_labels,fixed_labels for Dice and HD95); it has {columns}.")
-        rows = [_pair_row(row, number, path.parent) for number, row in enumerate(reader, start=1)]
+    from .data.datasets import read_csv_table
+
+    columns, table = read_csv_table(path)  # UTF-8, with or without Excel's byte-order mark
+    if "moving" not in columns or "fixed" not in columns:
+        raise CommandError(f"the pair list {path} needs a header row with columns moving,fixed (and "
+                           f"moving_labels,fixed_labels for Dice and HD95); it has {columns}.")
+    rows = [_pair_row(row, number, path.parent) for number, row in enumerate(table, start=1)]
     if not rows:
         raise CommandError(f"the pair list {path} has a header but no pairs; add one row per pair.")
     return rows
@@ -635,8 +801,8 @@ def _evaluate_pair(number: int, row: dict, args, learned: bool, network, device)
         _warn(f"pair {number}: {message}")
 
     pair = load_pair(row["moving"], row["fixed"], row["moving_labels"], row["fixed_labels"],
-                     normalize=not args.no_normalize, warn=warn)
-    result = _run_method(pair, args.method, learned, network, device, dict(args.option), progress=False)
+                     normalize=not args.no_normalize, warn=warn, method=args.method)
+    result = _run_method(pair, args.method, learned, network, device, _method_options(args), progress=False)
     return {
         "pair": number, "moving": row["moving"].name, "fixed": row["fixed"].name,
         "dice_before": _mean_dice(pair.moving_labels, pair.fixed_labels),
@@ -672,21 +838,78 @@ def _write_csv(rows: list[dict], path: Path) -> None:
 
 def _run_evaluate(args) -> int:
     learned = _check_method(args.method, args.model)
+    _method_options(args)  # every option checked before any file is read
     out = _output(args.csv, "--csv", args.overwrite, suffixes=(".csv",)) if args.csv else None
+    outputs = _claim({"--csv": out}, args.overwrite) if out is not None else None
     pairs = read_pair_list(args.pairs)
     device = _device(args.device)
+    _check_pair_files(pairs, args.pairs, device, learned)
     network = _load_network(args.model, device) if learned else None
-    rows = []
-    for number, row in enumerate(pairs, start=1):
-        rows.append(_evaluate_pair(number, row, args, learned, network, device))
-        _note(f"pair {number}/{len(pairs)} done ({rows[-1]['seconds']:.2f} s)")
+    rows = _evaluate_pairs(pairs, args, learned, network, device, outputs)
     rows.append(_mean_row(rows))
     print(f"{args.method} on {len(pairs)} pair(s) from {args.pairs}:")
     print(_evaluation_table(rows))
-    if out is not None:
-        _write_csv(rows, out)
+    if outputs is not None:
+        _save_rows(rows, outputs)
         print(f"wrote {out}")
     return 0
+
+
+def _evaluate_pairs(pairs: list[dict], args, learned: bool, network, device, outputs) -> list[dict]:
+    """One row per pair. When a pair fails, the rows done so far go to ``--csv`` before the error."""
+    rows: list[dict] = []
+    for number, row in enumerate(pairs, start=1):
+        try:
+            rows.append(_evaluate_pair(number, row, args, learned, network, device))
+        except (CommandError, *USER_ERRORS) as error:
+            if outputs is not None and rows:
+                _save_rows(rows, outputs)
+                _note(f"wrote the {len(rows)} pair(s) done before pair {number} failed to "
+                      f"{outputs.paths['--csv']}.")
+            raise CommandError(f"pair {number} ({row['moving'].name}, {row['fixed'].name}): "
+                               f"{_one_line(error)}") from error
+        _note(f"pair {number}/{len(pairs)} done ({rows[-1]['seconds']:.2f} s)")
+    return rows
+
+
+def _save_rows(rows: list[dict], outputs) -> None:
+    """Write ``rows`` to the claimed ``--csv`` (a temporary file, renamed into place when complete)."""
+    outputs.write("--csv", lambda temporary: _write_csv(rows, temporary))
+    outputs.commit()
+
+
+def _check_pair_files(pairs: list[dict], pair_list, device: torch.device, learned: bool) -> None:
+    """Check every file of the list from its header before any pair is registered: readable NIfTI,
+    one 2D or 3D image, moving and fixed of one dimensionality, labels on their image's grid, and a
+    registration that fits in memory."""
+    from .memory import NotEnoughMemory, check_fits
+
+    for number, row in enumerate(pairs, start=1):
+        shapes = {key: _header_shape(file, number, key, pair_list) for key, file in row.items() if file}
+        if len(shapes["moving"]) != len(shapes["fixed"]):
+            raise CommandError(f"pair {number} of {pair_list}: the moving image {row['moving']} is "
+                               f"{len(shapes['moving'])}D but the fixed image {row['fixed']} is "
+                               f"{len(shapes['fixed'])}D: register two 2D slices or two 3D volumes.")
+        for key, image in (("moving_labels", "moving"), ("fixed_labels", "fixed")):
+            if key in shapes and shapes[key] != shapes[image]:
+                raise CommandError(f"pair {number} of {pair_list}: the {key} file {row[key]} has shape "
+                                   f"{shapes[key]} but its image {row[image]} has {shapes[image]}: a label "
+                                   f"map must lie on its image's grid.")
+        try:
+            check_fits(shapes["fixed"], f"pair {number} ({row['moving']} onto {row['fixed']})", device,
+                       learned=learned)
+        except NotEnoughMemory as error:
+            raise CommandError(str(error)) from None
+
+
+def _header_shape(file: Path, number: int, key: str, pair_list) -> tuple[int, ...]:
+    """The loaded spatial shape of one file of a pair list, from its header; a clear error if unreadable."""
+    from .data.io import nifti_shape
+
+    try:
+        return _read_nifti(nifti_shape, file, key)
+    except (OSError, ValueError, MemoryError) as error:
+        raise CommandError(f"pair {number} of {pair_list}, {key}: {_one_line(error)}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -730,6 +953,7 @@ def _run_demo(args) -> int:
     from .models import pretrained
 
     out = _output(args.out, "--out", args.overwrite, suffixes=FIGURE_SUFFIXES)
+    outputs = _claim({"--out": out}, args.overwrite)
     if _check_method(args.method, None):
         raise CommandError(f"--method chooses the classical method the demo compares with VoxelMorph; "
                            f"{args.method} is learned.")
@@ -748,7 +972,9 @@ def _run_demo(args) -> int:
              _format(_folding_percent(r.disp)), f"{r.seconds:.3f}"] for name, r in results.items()]
     print("MNI axial slice (96 x 112, 2 mm) onto a synthetic subject, tissue labels:")
     print(_table(["method", "Dice before", "Dice after", "folding %", "seconds"], rows))
-    _demo_figure(pair, results, before).savefig(out, dpi=100)
+    figure = _demo_figure(pair, results, before)
+    outputs.write("--out", lambda temporary: figure.savefig(temporary, dpi=100))
+    outputs.commit()
     print(f"wrote {out}")
     return 0
 
@@ -763,23 +989,41 @@ DISP_HELP = (
     "array (X, Y, Z, ndim), Z = 1 for 2D, of displacements in voxels along the axes of the fixed "
     "grid in RAS order, intent name 'regedu-voxels' (VoxelMorph's layout; read it back with "
     "regedu.data.load_disp); itk: 5D (X, Y, Z, 1, 3) vectors in LPS mm, intent 'vector', what "
-    "antsApplyTransforms -t reads (3D only); mm: 5D (X, Y, Z, 1, 3) vectors in RAS mm, intent "
-    "'displacement vector' (3D only)"
+    "antsApplyTransforms -t reads (2D: (X, Y, 1, 1, 2), read as a 2D transform by ITK, for slices in "
+    "the world x-y plane); mm: 5D (X, Y, Z, 1, 3) vectors in RAS mm, intent 'displacement vector' (3D "
+    "only). The field moves fixed voxel x to the world point of x + disp(x), where the moving image is "
+    "read through its own header, as ITK does: antsApplyTransforms -i MOVING -r FIXED -t DISP (itk) "
+    "reproduces -o even when the two headers differ"
+)
+
+OPTION_HELP = (
+    "an option of the method (for default and the other affine+... methods: of the deformable stage, "
+    "e.g. register_bspline's), repeatable: --option iterations=100 --option spacing=4; values are Python "
+    "literals, e.g. iterations=(50,50,20). The options are the keyword arguments of the method's function "
+    "(regedu.classical.register_bspline, register_dense, demons, register_affine; "
+    "regedu.api.register_learned_io), listed by an error if a key is unknown. Every option is checked "
+    "before any file is read"
+)
+AFFINE_OPTION_HELP = (
+    "an option of the affine stage of default and the other affine+... methods "
+    "(regedu.classical.register_affine: transform, similarity, levels, iterations, lr, window, bins, init), "
+    "repeatable: --affine-option levels=2 --affine-option iterations=(100,50)"
 )
 
 
 def _add_common(parser, method: bool = True) -> None:
     if method:
         parser.add_argument("--method", default="default", metavar="NAME",
-                            help="any name in regedu.api.METHODS: classical (default = affine+bspline, "
+                            help="any name in regedu.api.METHODS: classical (default = affine+bspline+dense, "
                                  "affine, dense, svf, bspline, demons, affine+demons, ...) or learned "
                                  "(voxelmorph, voxelmorph+io)")
         parser.add_argument("--model", metavar="MODEL.pt", default=None,
                             help="checkpoint for a learned method (from `regedu train`); default the "
                                  "shipped 2D brain VoxelMorph")
         parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                            help="an option of the method, repeatable, e.g. --option iterations=100 "
-                                 "--option weight=0.5 (see the method's docstring)")
+                            help=OPTION_HELP)
+        parser.add_argument("--affine-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                            help=AFFINE_OPTION_HELP)
         parser.add_argument("--no-normalize", action="store_true",
                             help="register the intensities as they are (default: clip at the 1st and 99th "
                                  "percentile and rescale to [0, 1], as the networks were trained)")
@@ -809,13 +1053,15 @@ def _add_train(commands) -> None:
     parser.add_argument("--steps", type=_positive_int, default=None,
                         help="optimiser steps (default 1000, or no step limit with --minutes)")
     parser.add_argument("--minutes", type=_minutes, default=None, help="time budget in minutes")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="pairs per step (default 8)")
-    parser.add_argument("--lr", type=lambda t: _number(t, 0.0, True), default=1e-3,
-                        help="learning rate (default 0.001)")
-    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
-                        help="learning rate over the run: constant keeps --lr (default); cosine lowers it "
-                             "to 0 by the end of --steps or --minutes, whichever comes first (with --lr "
-                             "0.002 --batch-size 4: the recipe of benchmarks/learned.py)")
+    parser.add_argument("--batch-size", type=_positive_int, default=4, help="pairs per step (default 4)")
+    parser.add_argument("--lr", type=lambda t: _number(t, 0.0, True), default=2e-3,
+                        help="(peak) learning rate (default 0.002)")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="cosine",
+                        help="learning rate over the run: cosine (default) lowers it from --lr to 0 by the "
+                             "end of --steps or --minutes, whichever comes first; constant keeps --lr")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes that make the next synthetic pairs while the network trains "
+                             "(default: 1 on a multi-core CPU, 0 on a GPU, where pairs are made on the GPU)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--checkpoint-every", type=_positive_int, default=200,
                         help="save every N steps (default 200)")
@@ -830,11 +1076,14 @@ def _add_register(commands) -> None:
         "register", help="register two NIfTI images", description=(
             "Register MOVING onto FIXED (NIfTI, 2D or 3D) with any method and write the warped image, "
             "and optionally the displacement and the warped labels, on the fixed grid with the fixed "
-            "image's affine. The images are loaded in RAS order (regedu.data.load_nifti) and checked "
-            "with regedu.data.check_pair first, whose warnings are printed; if their shapes or voxel "
-            "sizes differ, the moving image is resampled onto the fixed grid through the affines, as "
-            "check_pair suggests. Outputs lie on the fixed grid in RAS voxel order (the fixed file's "
-            "own order when it is RAS already, as most are)."))
+            "image's affine. The images are loaded in RAS order (regedu.data.load_nifti). Whenever their "
+            "headers put voxel x in different places (shape, voxel size, origin, rotation or flip), a "
+            "warning says so and the moving image is registered as its header places it in the world, "
+            "like ITK and ANTs do; the outputs read the original moving image once, through the field "
+            "and the headers together (one interpolation). The pair is checked with "
+            "regedu.data.check_pair first, whose warnings are printed. Every --option and "
+            "--affine-option is checked before any file is read. Outputs lie on the fixed grid in RAS "
+            "voxel order (the fixed file's own order when it is RAS already, as most are)."))
     parser.add_argument("moving", help="moving image (.nii or .nii.gz)")
     parser.add_argument("fixed", help="fixed image (.nii or .nii.gz)")
     parser.add_argument("-o", "--out", required=True, metavar="WARPED.nii.gz",
@@ -873,7 +1122,7 @@ def _add_demo(commands) -> None:
     parser.add_argument("--out", "-o", default="regedu_demo.png", metavar="FIGURE.png",
                         help="figure to write (default regedu_demo.png; .png, .pdf, .svg or .jpg)")
     parser.add_argument("--method", default="default", metavar="NAME",
-                        help="the classical method to compare (default: default = affine+bspline)")
+                        help="the classical method to compare (default: default = affine+bspline+dense)")
     _add_common(parser, method=False)
     parser.set_defaults(run=_run_demo)
 
@@ -893,7 +1142,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_ERRORS = (OSError, ValueError, TypeError, RuntimeError, FloatingPointError)
+USER_ERRORS = (OSError, ValueError, TypeError, RuntimeError, FloatingPointError, MemoryError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -901,6 +1150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     0: success; 2: a usage or input error (one line on stderr); 130: interrupted.
     """
+    from .outputs import open_count, release_all
+
+    claimed_before = open_count()
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)
@@ -914,6 +1166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {_one_line(error) or type(error).__name__}", file=sys.stderr)
         return 2
+    finally:
+        release_all(keep=claimed_before)  # locks and temporaries of this run's outputs; committed files stay
 
 
 if __name__ == "__main__":

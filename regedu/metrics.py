@@ -177,18 +177,36 @@ def dice(a: torch.Tensor, b: torch.Tensor, labels=None) -> torch.Tensor:
         A label that neither map of an item contains gives NaN (0 / 0: there is
         nothing to overlap); average with ``torch.nanmean`` to skip it.
     """
-    _check_label_pair(a, b)
-    values = _label_values(a, b, labels)
-    scores = [_dice_of_masks(a == value, b == value) for value in values]
-    return torch.stack(scores, dim=1)
-
-
-def _dice_of_masks(in_a: torch.Tensor, in_b: torch.Tensor) -> torch.Tensor:
-    """Dice of boolean masks ``(B, 1, *spatial)`` -> ``(B,)``: voxel counts are exact integers."""
-    overlap = (in_a & in_b).flatten(1).sum(1)
-    total = in_a.flatten(1).sum(1) + in_b.flatten(1).sum(1)
+    _, batch = _check_label_pair(a, b)
+    values = torch.tensor(_label_values(a, b, labels), dtype=torch.int64, device=a.device)
+    table, column = torch.unique(values, return_inverse=True)  # sorted distinct labels; output -> table
+    slot_a = _label_slots(a.expand(batch, *a.shape[1:]), table)
+    slot_b = _label_slots(b.expand(batch, *b.shape[1:]), table)
+    slots = len(table) + 1  # one slot per label, the last for "a value not scored"
+    offset = torch.arange(batch, device=a.device)[:, None] * slots
+    count_a = _count_slots(slot_a + offset, batch * slots)
+    count_b = _count_slots(slot_b + offset, batch * slots)
+    same = slot_a == slot_b
+    overlap = _count_slots((slot_a + offset)[same], batch * slots)
     dtype = torch.get_default_dtype()
-    return 2 * overlap.to(dtype) / total.to(dtype)
+    scores = 2 * overlap.to(dtype) / (count_a + count_b).to(dtype)
+    return scores.view(batch, slots)[:, column]
+
+
+def _label_slots(label_map: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Index of each voxel's label in the sorted ``table`` ``(L,)``, ``L`` where it is not in it.
+
+    ``label_map`` ``(B, 1, *spatial)`` -> ``(B, N)`` int64, ``N`` voxels per item; one binary
+    search per voxel, so the cost is ``N log L`` and the memory ``O(N)`` whatever ``L`` is.
+    """
+    flat = label_map.reshape(label_map.shape[0], -1).to(torch.int64).contiguous()
+    slot = torch.searchsorted(table, flat).clamp_(max=len(table) - 1)
+    return torch.where(table[slot] == flat, slot, len(table))
+
+
+def _count_slots(index: torch.Tensor, size: int) -> torch.Tensor:
+    """How many times each of ``0 .. size - 1`` occurs in ``index`` (exact int64 counts), ``(size,)``."""
+    return torch.bincount(index.flatten(), minlength=size)
 
 
 # ---------------------------------------------------------------------------

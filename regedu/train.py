@@ -28,6 +28,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -248,11 +249,33 @@ def save_checkpoint(path, model, optimizer=None, config: TrainConfig | None = No
     }
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(payload, temporary)
+        with open(temporary, "wb") as handle:  # a file object: a full disk raises OSError(ENOSPC)
+            torch.save(payload, handle)
         os.replace(temporary, path)
+    except OSError as error:  # name the user's file, not the hidden temporary one
+        from .outputs import write_failure
+
+        raise write_failure(path, error) from None
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+_UNSAFE_ADVICE = re.compile(  # torch's ways of suggesting to load the file unsafely, or how to allow it
+    r"weights_only|safe_globals|trusted source|trust the source|torch\.load|load failed|two options|"
+    r"documentation|allowlist|Please use|this file can still be loaded", re.IGNORECASE)
+
+
+def _load_failure(error: Exception) -> str:
+    """What went wrong in ``torch.load(weights_only=True)``, without torch's advice to retry with
+    ``weights_only=False`` or to allow the object: a refused checkpoint holds something that could
+    run code, and regedu never loads such a file."""
+    sentences = re.split(r"(?<=[.!?])\s+|\n+", str(error))
+    kept = [s.strip().rstrip(".") for s in sentences if s.strip() and not _UNSAFE_ADVICE.search(s)]
+    if "GLOBAL" in str(error):  # torch refused a Python object: say why it is refused, not how to allow it
+        kept.append("a regedu checkpoint holds only tensors and text; this file holds other Python "
+                    "objects, which regedu never loads, as they could run code")
+    return "; ".join(kept) or type(error).__name__
 
 
 def load_checkpoint(path) -> dict:
@@ -264,8 +287,9 @@ def load_checkpoint(path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
         raise ValueError(
-            f"{path} is not a readable regedu checkpoint ({type(error).__name__}: {error}). It may be "
-            f"truncated or corrupt, or not a checkpoint at all: retrain, or resume from an earlier one."
+            f"{path} is not a readable regedu checkpoint ({type(error).__name__}: {_load_failure(error)}). "
+            f"It may be truncated or corrupt, or not a checkpoint at all: retrain, or resume from an "
+            f"earlier one."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
@@ -341,7 +365,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 8,
 def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig | None = None, *,
           validation: Dataset | None = None, checkpoint: str | os.PathLike | None = None,
           resume: bool = False, progress: bool = True,
-          callback: Callable[[int, float], None] | None = None, **options) -> History:
+          callback: Callable[[int, float], None] | None = None, until: int | None = None,
+          **options) -> History:
     """Train ``model`` on ``dataset``; returns the :class:`History`.
 
     Args:
@@ -355,6 +380,9 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig | None =
         resume: continue from ``checkpoint`` if it exists (model, optimiser, step, history).
         progress: show a tqdm progress bar with the current loss.
         callback: ``callback(step, loss)`` after every step (live plots in notebooks).
+        until: stop after this step although ``config.steps`` is larger, to train a long run in
+            pieces (``resume=True`` continues it): the learning-rate schedule still spans
+            ``config.steps``, so the pieces together are the same run as one call.
     """
     config = dataclasses.replace(config or TrainConfig(), **options)
     rank, world = _distributed()
@@ -370,8 +398,9 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig | None =
     bar = _progress_bar(config, history, enabled=progress and rank == 0)
     budget = 60 * config.minutes if config.minutes else math.inf
     start = time.monotonic() - history.seconds
+    last = config.steps if until is None else min(int(until), config.steps)
     model.train()
-    while history.step < config.steps:
+    while history.step < last:
         elapsed = _agreed_seconds(time.monotonic() - start, world, device) if config.minutes else 0.0
         if elapsed >= budget:
             break

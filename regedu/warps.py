@@ -14,7 +14,8 @@ Conventions (see DESIGN.md, they hold everywhere in regedu):
 
 ``torch.nn.functional.grid_sample`` wants the opposite axis order and
 coordinates normalised to ``[-1, 1]``; that translation happens in
-:func:`_voxels_to_grid` and :func:`_grid_to_voxels` and nowhere else.
+:func:`_voxels_to_grid`, :func:`_points_to_grid` and :func:`_grid_to_voxels` and nowhere
+else. Nearest-neighbour sampling does not use grid_sample at all (see :func:`_nearest_index`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "identity_grid",
     "warp",
     "warp_labels",
+    "sample",
     "compose",
     "integrate",
     "affine_to_disp",
@@ -176,7 +178,8 @@ def warp(image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear",
     Args:
         image: ``(B, C, *spatial)`` floating tensor.
         disp: ``(B, ndim, *spatial)`` displacement in voxels (batch 1 broadcasts).
-        mode: ``"bilinear"`` (trilinear in 3D) or ``"nearest"``.
+        mode: ``"bilinear"`` (trilinear in 3D) or ``"nearest"`` (a copy of the nearest voxel; a
+            point exactly half-way goes to the higher index, like ITK: see :func:`_nearest_index`).
         padding: value outside the image: ``"border"`` repeats the edge voxel,
             ``"zeros"`` gives 0, ``"reflection"`` mirrors.
 
@@ -192,14 +195,107 @@ def warp(image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear",
     check_choice(padding, "padding", _PADDING)
     check_finite(image, "image")
     check_finite(disp, "disp")
+    if _INTERPOLATION[mode] == "nearest":
+        return _nearest(image, disp, padding)
     return _resample(image, disp.to(image.dtype), _INTERPOLATION[mode], padding)
+
+
+# ---------------------------------------------------------------------------
+# nearest neighbour, with ITK's rule for ties
+# ---------------------------------------------------------------------------
+#
+# grid_sample's "nearest" rounds coordinates that it has normalised to [-1, 1] and back:
+# a sampling point exactly half-way between two voxels comes out a hair above or below the
+# half, so ties go either way from one voxel to the next (a +0.5 shift of the labels 1..12
+# dropped some labels and doubled others). Here the position stays in voxel indices, where
+# ``i + 0.5`` is exact, and is rounded half up like ITK's NearestNeighborInterpolateImageFunction
+# (itk::Math::Round = RoundHalfIntegerUp: 1.5 -> 2, -1.5 -> -1); the voxel is then read by index.
+
+
+def _axis_positions(shift: torch.Tensor, axis: int) -> torch.Tensor:
+    """Sampling position along spatial ``axis`` in voxel indices: ``i + shift``, ``(B, *spatial)``."""
+    n = shift.shape[1 + axis]
+    ramp_shape = [1] * shift.dim()
+    ramp_shape[1 + axis] = n
+    return shift + torch.arange(n, device=shift.device, dtype=shift.dtype).view(ramp_shape)
+
+
+def _reflect(position: torch.Tensor, n: int) -> torch.Tensor:
+    """Fold positions (voxel indices) into ``[0, n - 1]`` by mirroring at the end voxel centres,
+    like grid_sample's ``"reflection"`` padding with align_corners=True."""
+    if n == 1:
+        return torch.zeros_like(position)
+    period = 2 * (n - 1)
+    folded = torch.remainder(position.abs(), period)
+    return torch.where(folded > n - 1, period - folded, folded)
+
+
+def _nearest_index(positions, shape: Sequence[int], padding: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Flat index of the voxel nearest to every sampling point, and whether it lies inside.
+
+    Args:
+        positions: one ``(B, *out)`` tensor per axis of ``shape`` (any iterable, consumed once):
+            the sampling positions in voxel indices, float32 or float64, freshly allocated
+            (they are modified in place).
+        shape: spatial shape of the image that is read.
+        padding: ``"border"`` (clamp to the edge voxel), ``"zeros"`` or ``"reflection"``.
+
+    Returns:
+        ``(B, N)`` int64 indices into the flattened spatial axes of ``shape`` (C order; ``N``
+        points), and for ``"zeros"`` a ``(B, N)`` bool mask of the points whose nearest voxel is
+        in the image (``None`` otherwise). Ties round half up: ``floor(position + 0.5)``.
+    """
+    flat, inside = None, None
+    for position, n in zip(positions, shape, strict=True):
+        if padding == "reflection":
+            position = _reflect(position, n)
+        index = position.add_(0.5).floor_()
+        if padding == "zeros":
+            valid = (index >= 0) & (index <= n - 1)
+            inside = valid if inside is None else inside.logical_and_(valid)
+        index = index.clamp_(0, n - 1).long()
+        flat = index if flat is None else flat.mul_(n).add_(index)
+    return flat.flatten(1), None if inside is None else inside.flatten(1)
+
+
+def _working_precision(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 or float64: half-precision coordinates cannot hold ``i + 0.5`` exactly."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _gather_nearest(image: torch.Tensor, index: torch.Tensor, inside: torch.Tensor | None,
+                    out_shape: Sequence[int]) -> torch.Tensor:
+    """Read ``image`` ``(B or 1, C, *spatial)`` at flat voxel ``index`` ``(B or 1, N)``; 0 where
+    ``inside`` is False. Returns ``(B, C, *out_shape)``, ``image``'s dtype."""
+    batch, channels = max(image.shape[0], index.shape[0]), image.shape[1]
+    values = image.flatten(2).expand(batch, channels, -1)
+    out = torch.gather(values, 2, index.unsqueeze(1).expand(batch, channels, -1))
+    if inside is not None:
+        out = out.masked_fill(~inside.unsqueeze(1), 0)
+    return out.view(batch, channels, *out_shape)
+
+
+def _nearest(image: torch.Tensor, disp: torch.Tensor, padding: str = "border") -> torch.Tensor:
+    """Unchecked nearest-neighbour pull of ``image`` ``(B, C, *spatial)`` (any dtype, labels too)
+    through ``disp`` ``(B, ndim, *spatial)`` in voxels; a batch of 1 broadcasts on either side.
+
+    Every output voxel is an exact copy of one input voxel (or 0 outside, with ``"zeros"``),
+    chosen by :func:`_nearest_index`. Same dtype and device as ``image``; differentiable with
+    respect to ``image`` only (the choice of voxel has no gradient).
+    """
+    work = _working_precision(disp.detach())  # the choice of voxel has no gradient
+    positions = (_axis_positions(work[:, axis], axis) for axis in range(work.shape[1]))
+    index, inside = _nearest_index(positions, image.shape[2:], padding)
+    return _gather_nearest(image, index, inside, image.shape[2:])
 
 
 def warp_labels(labels: torch.Tensor, disp: torch.Tensor, method: str = "nearest",
                 padding: str = "border") -> torch.Tensor:
     """Warp an integer label map ``(B, 1, *spatial)`` through ``disp``.
 
-    ``method="nearest"`` takes the label of the nearest voxel (fast, blocky).
+    ``method="nearest"`` takes the label of the nearest voxel (fast, blocky); a sampling point
+    exactly half-way between voxels takes the higher one, everywhere alike (ITK's rule), so a
+    half-voxel shift or a 2x downsampling neither drops nor duplicates labels.
     ``method="onehot"`` warps each label's indicator bilinearly and takes the
     label with the largest interpolated value: smoother boundaries, one
     interpolation per label present. Returns labels of the input's dtype.
@@ -217,12 +313,73 @@ def warp_labels(labels: torch.Tensor, disp: torch.Tensor, method: str = "nearest
     check_finite(disp, "disp")
     dtype = disp.dtype
     if method == "nearest":
-        warped = _resample(labels.to(dtype), disp, "nearest", padding)
-        return warped.round().to(labels.dtype)
+        return _nearest(labels, disp, padding)
     values = torch.unique(labels)
     onehot = (labels == values.view(1, -1, *([1] * ndim))).to(dtype)
     warped = _resample(onehot, disp, "bilinear", padding)
     return values[warped.argmax(dim=1, keepdim=True)].to(labels.dtype)
+
+
+# ---------------------------------------------------------------------------
+# sampling at any positions: an output grid that is not the image's
+# ---------------------------------------------------------------------------
+
+
+def _points_to_grid(points: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Voxel positions ``(B, ndim, *out)`` on a grid ``shape`` -> grid_sample grid ``(B, *out, ndim)``.
+
+    Index ``p`` on an axis of ``n`` voxels sits at ``-1 + p * 2 / (n - 1)``; an axis of length 1
+    has no extent, so every position on it reads its only voxel.
+    """
+    scale = _grid_scale(shape, points.device, points.dtype).view(1, -1, *([1] * (points.dim() - 2)))
+    grid = torch.where(scale > 0, points * scale - 1.0, torch.zeros_like(points))
+    return grid.movedim(1, -1).flip(-1)
+
+
+def _nearest_at(image: torch.Tensor, points: torch.Tensor, padding: str) -> torch.Tensor:
+    """Unchecked nearest-neighbour read of ``image`` ``(B, C, *spatial)`` (any dtype) at ``points``
+    ``(B, ndim, *out)`` in its voxel indices, with :func:`_nearest`'s rule (ties round half up)."""
+    work = _working_precision(points.detach())
+    positions = (work[:, axis].clone() for axis in range(work.shape[1]))
+    index, inside = _nearest_index(positions, image.shape[2:], padding)
+    return _gather_nearest(image, index, inside, points.shape[2:])
+
+
+def sample(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear",
+           padding: str = "border") -> torch.Tensor:
+    """Read ``image`` at voxel positions of its own grid: ``out(x) = image(points(x))``.
+
+    The general form of :func:`warp`, for an output grid that is not the image's:
+    ``warp(image, disp) == sample(image, identity_grid(shape) + disp)``. It interpolates
+    once whatever the two grids, so a map between grids (two NIfTI headers, see
+    :func:`regedu.data.resample_like`) and a registration's field are applied together.
+
+    Args:
+        image: ``(B, C, *spatial)``: floating, or any dtype (a label map) with ``mode="nearest"``.
+        points: ``(B, ndim, *out)`` floating positions in voxel indices of ``image``'s grid,
+            channel ``k`` along tensor axis ``k`` (a batch of 1 broadcasts); ``out`` is any
+            spatial shape of ``image``'s dimension.
+        mode: ``"bilinear"`` (trilinear in 3D) or ``"nearest"`` (ties round half up, like
+            :func:`warp` and ITK; the output is an exact copy of input voxels).
+        padding: value outside the image: ``"border"``, ``"zeros"`` or ``"reflection"``.
+
+    Returns:
+        ``(B, C, *out)``, same dtype and device as ``image``.
+    """
+    ndim = check_image(image, "image")
+    check_disp(points, "points", ndim=ndim)
+    batch = check_batch(image, points, "image", "points")
+    check_choice(mode, "mode", list(_INTERPOLATION))
+    check_choice(padding, "padding", _PADDING)
+    check_finite(points, "points")
+    points = points.to(image.device)
+    if _INTERPOLATION[mode] == "nearest":
+        return _nearest_at(image, points, padding)
+    check_floating(image, "image")
+    grid = _points_to_grid(points.to(image.dtype), image.shape[2:])
+    grid = grid.expand(batch, *grid.shape[1:])
+    image = image.expand(batch, *image.shape[1:])
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding, align_corners=True)
 
 
 def compose(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -1,24 +1,36 @@
-"""Train the small models that ship in ``regedu/weights/`` and write each one's log next to it.
+"""Train the models that ship in ``regedu/weights/``, resumably, and write each one's log next to it.
 
-    python scripts/train_pretrained.py                       # every model in regedu.models.PRETRAINED
-    python scripts/train_pretrained.py voxelmorph2d_brain    # one of them
-    python scripts/train_pretrained.py voxelmorph2d_brain --steps 100 --out /tmp/weights   # a try-out
+    python scripts/train_pretrained.py --list                      # the recipes and their state
+    python scripts/train_pretrained.py voxelmorph2d_brain          # train (or continue) one model
+    python scripts/train_pretrained.py                             # every unfinished model, in order
+    python scripts/train_pretrained.py voxelmorph2d_brain --minutes 30   # stop after 30 min; rerun to go on
+    python scripts/train_pretrained.py voxelmorph2d_brain --steps 50 --out /tmp/w  # a quick try-out
 
-Training stops at a step count (default 2000 steps of 8 pairs), not at a time, so the shipped
-weights do not depend on how busy the machine was; the log says how long it took.
+Each recipe trains for a fixed number of steps (not minutes), so a shipped model does not depend
+on how busy the machine was. Training is resumable: every ``--checkpoint-every`` steps the model,
+optimiser, random state and history go to ``scripts/checkpoints/<name>.ckpt`` (committed, so a
+later session can continue it), and a line of progress to ``scripts/checkpoints/<name>.progress``.
+Rerunning the command continues from there; the cosine learning-rate schedule is a function of the
+step, so a run cut into pieces is the same run. When the step count is reached, the weights (no
+optimiser state) go to ``regedu/weights/<name>.pt`` and the log to ``<name>.log``: the command,
+machine, configuration, steps, time, the loss every few hundred steps and the validation Dice before
+and after (on held-out pairs of the training distribution; ``benchmarks/learned.py`` reports pairs
+made differently). Logs hold no machine paths.
 
-Data: pairs of synthetic subjects of the 2 mm MNI axial slice (``TemplatePairs``,
-``"subject_to_subject"``, seeds from 10**6 on), so none of them is one of the benchmark pairs
-(``benchmarks/classical.py`` seeds 1000 upwards). Validation: 16 held-out pairs (seed 5 * 10**6),
-mean Dice over the 17 geometric parcels. The log records the command, the machine, the
-configuration, the loss every 100 steps and the validation Dice.
+Data: 2D brain models train on :class:`regedu.data.BrainSlicePairs` (every axial level of the
+cerebrum, small to large deformations, intensity changes, skull-stripped or with a synthetic head),
+seeds from 10**6 on; validation uses seed 5 * 10**6. The SynthMorph-style model sees only random
+label maps (:class:`regedu.data.SynthMorphPairs`), never a brain. The toy models of notebook 06 train
+on :class:`regedu.data.LargeDeformationPairs`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
+import os
 import platform
 import sys
 import time
@@ -27,78 +39,192 @@ from pathlib import Path
 import torch
 
 from regedu import __version__
-from regedu.data import TemplatePairs
-from regedu.models import PRETRAINED, VoxelMorph
+from regedu.data import BrainSlicePairs, LargeDeformationPairs, SynthMorphPairs
+from regedu.models import PRETRAINED, PyramidNet, VoxelMorph
 from regedu.models.pretrained import WEIGHTS
-from regedu.train import TrainConfig, evaluate, save_checkpoint, train
+from regedu.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 TRAIN_SEED = 10**6
 VALIDATION_SEED = 5 * 10**6
+VALIDATION_PAIRS = 32
+
+
+def brain_pairs(seed: int, length: int):
+    return BrainSlicePairs(length, seed=seed)
+
+
+def synthmorph_pairs(seed: int, length: int):
+    return SynthMorphPairs(length, shape=(96, 112), seed=seed)
+
+
+def toy_pairs(seed: int, length: int):
+    """Notebook 06's setting: a disk pushed 12 to 20 voxels, 64 x 64."""
+    return LargeDeformationPairs(length, shape=(64, 64), magnitude=20.0, min_magnitude=12.0, seed=seed)
+
+
+BRAIN_CONFIG = dict(batch_size=4, lr=2e-3, schedule="cosine", steps=12000)
+TOY_CONFIG = dict(batch_size=8, lr=2e-3, schedule="cosine", steps=3000, similarity="mse", weight=0.01)
 
 RECIPES = {
-    "voxelmorph2d_brain": {"model": {"ndim": 2}, "train": {"similarity": "ncc", "weight": 1.0}},
-    "voxelmorph2d_brain_diff": {"model": {"ndim": 2, "diffeomorphic": True},
-                                "train": {"similarity": "ncc", "weight": 1.0}},
+    # name: model class, its arguments, the data, TrainConfig fields, the pairs validation uses
+    "voxelmorph2d_brain": (VoxelMorph, {"ndim": 2}, brain_pairs,
+                           dict(BRAIN_CONFIG, supervision="unsupervised", similarity="ncc", weight=1.0)),
+    "voxelmorph2d_brain_diff": (VoxelMorph, {"ndim": 2, "diffeomorphic": True}, brain_pairs,
+                                dict(BRAIN_CONFIG, supervision="unsupervised", similarity="ncc", weight=1.0)),
+    "voxelmorph2d_brain_supervised": (VoxelMorph, {"ndim": 2}, brain_pairs,
+                                      dict(BRAIN_CONFIG, supervision="supervised")),
+    "voxelmorph2d_brain_labels": (VoxelMorph, {"ndim": 2}, brain_pairs,
+                                  dict(BRAIN_CONFIG, supervision="labels", similarity="ncc", weight=1.0)),
+    "voxelmorph2d_brain_lambda0.01": (VoxelMorph, {"ndim": 2}, brain_pairs,
+                                      dict(BRAIN_CONFIG, supervision="unsupervised", weight=0.01)),
+    "voxelmorph2d_brain_lambda0.1": (VoxelMorph, {"ndim": 2}, brain_pairs,
+                                     dict(BRAIN_CONFIG, supervision="unsupervised", weight=0.1)),
+    "voxelmorph2d_brain_lambda10": (VoxelMorph, {"ndim": 2}, brain_pairs,
+                                    dict(BRAIN_CONFIG, supervision="unsupervised", weight=10.0)),
+    "synthmorph2d": (VoxelMorph, {"ndim": 2}, synthmorph_pairs,
+                     dict(BRAIN_CONFIG, supervision="synthmorph", weight=1.0, steps=16000)),
+    "toy_voxelmorph2d": (VoxelMorph, {"ndim": 2}, toy_pairs, dict(TOY_CONFIG)),
+    "toy_voxelmorph2d_diff": (VoxelMorph, {"ndim": 2, "diffeomorphic": True}, toy_pairs, dict(TOY_CONFIG)),
+    "toy_pyramid2d": (PyramidNet, {"ndim": 2}, toy_pairs, dict(TOY_CONFIG)),
 }
 
 
-def pairs(seed: int, length: int) -> TemplatePairs:
-    return TemplatePairs(length=length, mode="subject_to_subject", ndim=2, parcels=True, seed=seed)
+def _relative(path: Path) -> str:
+    """``path`` relative to the repository (logs hold no machine paths)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return path.name
 
 
-def train_one(name: str, minutes: float, steps: int, out: Path) -> dict:
-    """Train one recipe, save ``out/<name>.pt`` (no optimiser state) and return its summary."""
-    recipe = RECIPES[name]
+def _progress_line(path: Path, history, validation: dict | None) -> None:
+    recent = history.losses[-100:]
+    entry = {"step": history.step, "seconds": round(history.seconds, 1),
+             "loss_last_100": round(sum(recent) / max(len(recent), 1), 4)}
+    if validation is not None:
+        entry["validation_dice"] = round(validation["dice"], 4)
+    with path.open("a") as file:
+        file.write(json.dumps(entry) + "\n")
+
+
+def train_one(name: str, steps: int | None, minutes: float | None, out: Path, checkpoint_every: int,
+              checkpoints: Path) -> dict | None:
+    """Train (or continue) one recipe. Returns its summary when it reached its step count,
+    ``None`` when it stopped early (time budget) with its state saved for the next run."""
+    cls, arguments, data, fields = RECIPES[name]
+    config = TrainConfig(**{**fields, "steps": steps or fields["steps"]}, validate_every=10**9,
+                         checkpoint_every=10**9, num_workers=1)
     torch.manual_seed(0)
-    model = VoxelMorph(**recipe["model"])
-    config = TrainConfig(supervision="unsupervised", steps=steps, minutes=minutes, batch_size=8, lr=1e-3,
-                         validate_every=10**9, checkpoint_every=10**9, **recipe["train"])
-    validation = pairs(VALIDATION_SEED, 16)
-    before = evaluate(model, validation)
-    start = time.perf_counter()
-    history = train(model, pairs(TRAIN_SEED, 10**7), config, progress=sys.stderr.isatty())
-    seconds = time.perf_counter() - start
+    model = cls(**arguments)
+    validation = data(VALIDATION_SEED, VALIDATION_PAIRS)
+    checkpoint = checkpoints / f"{name}.ckpt"
+    progress = checkpoints / f"{name}.progress"
+    if not checkpoint.exists():
+        start = {"start": _now(), "validation_before": evaluate(model, validation)}
+        progress.write_text(json.dumps(start) + "\n")
+    deadline = None if minutes is None else time.monotonic() + 60 * minutes
+    history = None
+    while True:
+        chunk_end = min(config.steps, _step_of(checkpoint) + checkpoint_every)
+        history = train(model, data(TRAIN_SEED, 10**7), config, checkpoint=checkpoint, resume=True,
+                        progress=sys.stderr.isatty(), until=chunk_end)
+        done = history.step >= config.steps
+        _progress_line(progress, history, evaluate(model, validation) if done or history.step % 2000 == 0
+                       else None)
+        if done:
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            print(f"{name}: stopped at step {history.step} of {config.steps}; rerun to continue", flush=True)
+            return None
+    return _finish(name, model, config, history, validation, progress, out, checkpoint)
+
+
+def _step_of(checkpoint: Path) -> int:
+    return load_checkpoint(checkpoint)["history"]["step"] if checkpoint.exists() else 0
+
+
+def _finish(name, model, config, history, validation, progress, out, checkpoint) -> dict:
     after = evaluate(model, validation)
+    before = json.loads(progress.read_text().splitlines()[0])["validation_before"]
     path = save_checkpoint(out / f"{name}.pt", model, optimizer=None, config=config, history=history)
     losses = history.losses
+    every = max(100, len(losses) // 40)
+    cls, arguments, _, _ = RECIPES[name]
     return {
-        "name": name, "description": PRETRAINED[name], "file": str(path), "bytes": path.stat().st_size,
-        "model": recipe["model"], "config": {k: v for k, v in vars(config).items()},
-        "steps": history.step, "seconds": round(seconds, 1),
-        "loss_every_100_steps": [round(sum(losses[i:i + 100]) / len(losses[i:i + 100]), 4)
-                                 for i in range(0, len(losses), 100)],
-        "validation_before": before, "validation_after": after,
+        "name": name, "description": PRETRAINED.get(name, ""), "file": _relative(path),
+        "bytes": path.stat().st_size, "model": {"class": cls.__name__, **arguments},
+        "config": dataclasses.asdict(config), "steps": history.step,
+        "seconds": round(history.seconds, 1),
+        f"loss_every_{every}_steps": [round(sum(losses[i:i + every]) / len(losses[i:i + every]), 4)
+                                      for i in range(0, len(losses), every)],
+        "validation_pairs": VALIDATION_PAIRS, "validation_before": before, "validation_after": after,
+        "resumable_checkpoint": _relative(checkpoint),
     }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _without_paths(argv: list[str]) -> list[str]:
+    """The command's arguments with folders replaced by their last part (logs hold no machine paths)."""
+    return [Path(a).name if os.sep in a else a for a in argv]
 
 
 def write_log(summary: dict, out: Path, argv: list[str]) -> None:
     header = {
-        "command": "python scripts/train_pretrained.py " + " ".join(argv),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python scripts/train_pretrained.py " + " ".join(_without_paths(argv)),
+        "finished": _now(),
         "regedu": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
     }
     (out / f"{summary['name']}.log").write_text(json.dumps({**header, **summary}, indent=1) + "\n")
+
+
+def list_recipes(checkpoints: Path, out: Path) -> None:
+    for name, (_, _, _, fields) in RECIPES.items():
+        step = _step_of(checkpoints / f"{name}.ckpt")
+        state = "shipped" if (out / f"{name}.pt").exists() else f"step {step}"
+        print(f"{name:34s} {fields['steps']:6d} steps  {state}")
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", help=f"models to train, from {sorted(RECIPES)} (default: all)")
-    parser.add_argument("--steps", type=int, default=2000, help="training steps per model (default 2000)")
-    parser.add_argument("--minutes", type=float, default=None, help="also stop after this many minutes")
-    parser.add_argument("--out", type=Path, default=WEIGHTS, help=f"folder (default {WEIGHTS})")
+    parser.add_argument("names", nargs="*",
+                        help=f"models to train, from {list(RECIPES)} (default: all unfinished)")
+    parser.add_argument("--steps", type=int, default=None, help="override the recipe's step count (try-outs)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop after about this many minutes (at a checkpoint); rerun to continue")
+    parser.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
+    parser.add_argument("--out", type=Path, default=WEIGHTS, help="where finished weights go")
+    parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="where training state goes")
+    parser.add_argument("--list", action="store_true", help="list the recipes and how far each has got")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(RECIPES))
     if unknown:
-        parser.error(f"unknown model(s) {unknown}; choose from {sorted(RECIPES)}")
+        parser.error(f"unknown model(s) {unknown}; choose from {list(RECIPES)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.names or sorted(RECIPES):
-        summary = train_one(name, args.minutes, args.steps, args.out)
+    args.checkpoints.mkdir(parents=True, exist_ok=True)
+    if args.list:
+        list_recipes(args.checkpoints, args.out)
+        return
+    names = args.names or [n for n in RECIPES if not (args.out / f"{n}.pt").exists()]
+    deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
+    for name in names:
+        left = None if deadline is None else (deadline - time.monotonic()) / 60
+        if left is not None and left <= 0:
+            break
+        summary = train_one(name, args.steps, left, args.out, args.checkpoint_every, args.checkpoints)
+        if summary is None:
+            break
         write_log(summary, args.out, argv)
         print(f"{name}: {summary['steps']} steps in {summary['seconds']} s, validation Dice "
-              f"{summary['validation_before']['dice']:.3f} -> {summary['validation_after']['dice']:.3f}")
+              f"{summary['validation_before']['dice']:.3f} -> {summary['validation_after']['dice']:.3f}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -173,3 +173,87 @@ def test_bad_arguments_raise():
     with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
         run("missing.nii.gz", image)
     assert math.isfinite(run(image, image).stats["global NCC before"])
+
+
+def textured_image(shape, seed=0):
+    """Fine texture (noise blurred over about one voxel), like a noisy 2 mm scan: its raw global
+    correlation falls fast with a shift of a few voxels."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(1, 1, *shape, generator=g)
+    ndim = len(shape)
+    kernel = torch.ones(1, 1, *([3] * ndim)) / 3**ndim
+    conv = torch.nn.functional.conv2d if ndim == 2 else torch.nn.functional.conv3d
+    coarse = smooth_image(shape, seed)
+    return 0.7 * conv(noise, kernel, padding=1) + 0.3 * coarse
+
+
+def test_a_shift_of_three_voxels_is_not_a_misalignment(shape):
+    fixed = textured_image(shape)
+    moving = fixed.roll(3, dims=2)
+    report = run(moving, fixed, spacing=1.0)
+    assert report.stats["global NCC before"] < 0.3  # the raw measure alone would have warned
+    assert report.stats["global NCC before, smoothed"] > 0.3
+    assert not [w for w in report if "global NCC" in w]
+
+
+def test_misalignment_warnings_follow_the_method_and_speak_the_interface(shape):
+    fixed = smooth_image(shape, seed=0)
+    unrelated = torch.rand(1, 1, *shape, generator=torch.Generator().manual_seed(1))
+    ndim = len(shape)
+    labels = (box_labels(shape, [0] * ndim, 8), box_labels(shape, [8] * ndim, 8))
+    for method in (None, "demons", "bspline"):
+        report = run(unrelated, fixed, moving_labels=labels[0], fixed_labels=labels[1], method=method)
+        [ncc, dice] = [w for w in report if "global NCC" in w or "Dice" in w]
+        assert "method='default'" in ncc and "similarity='mi'" in ncc and "--method" not in ncc
+        assert "method='default'" in dice
+        report = run(unrelated, fixed, moving_labels=labels[0], fixed_labels=labels[1], method=method,
+                     interface="cli")
+        [ncc, dice] = [w for w in report if "global NCC" in w or "Dice" in w]
+        assert "--method default" in ncc and "--option similarity=mi" in ncc and "regedu.register" not in ncc
+        assert "--method default" in dice and "regedu.register" not in dice
+    for method in ("default", "affine", "rigid", "affine+demons"):  # they align the pair affinely first
+        report = run(unrelated, fixed, moving_labels=labels[0], fixed_labels=labels[1], method=method)
+        assert not [w for w in report if "global NCC" in w or "Dice" in w]
+        assert report.stats["global NCC before, smoothed"] < 0.3 and report.stats["mean Dice before"] == 0.0
+    with pytest.raises(ValueError, match="unknown registration method 'syn'"):
+        run(unrelated, fixed, method="syn")
+    with pytest.raises(ValueError, match="interface"):
+        run(unrelated, fixed, interface="gui")
+
+
+def test_range_advice_speaks_the_interface():
+    image = smooth_image((16, 16)) * 100
+    [python] = [w for w in run(image, image.clamp(0, 1)) if "outside [0, 1]" in w]
+    [command] = [w for w in run(image, image.clamp(0, 1), interface="cli") if "outside [0, 1]" in w]
+    assert "normalize_intensity" in python and "--no-normalize" in command and "regedu." not in command
+
+
+def test_headers_that_disagree_are_reported_even_with_equal_axis_codes():
+    """Same array, shape, voxel size and axis codes; only the origin (6 mm) or a rotation (8 degrees)
+    differs: voxel x is not the same place, which comparing axis codes alone misses."""
+    image = smooth_image((16, 16, 16))
+    fixed_affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    shifted = fixed_affine.copy()
+    shifted[0, 3] = 6.0
+    a = math.radians(8.0)
+    rotated = fixed_affine.copy()
+    rotated[:2, :2] = 1.5 * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    for moving_affine, offset in ((shifted, 6.0), (rotated, None)):
+        report = run(image, image, moving_affine=moving_affine, fixed_affine=fixed_affine)
+        assert report.stats["orientation"] == ("RAS", "RAS")
+        [message] = [w for w in report if "headers put voxel x" in w]
+        assert "resample_like(moving, moving_affine, (16, 16, 16), fixed_affine)" in message
+        if offset is not None:
+            assert report.stats["header offset (mm)"] == pytest.approx(offset)
+    report = run(image, image, moving_affine=fixed_affine, fixed_affine=fixed_affine.copy())
+    assert report.ok and report.stats["header offset (mm)"] == 0.0
+
+
+def test_a_label_map_with_absurdly_many_values_is_reported_not_scored():
+    """10,000 distinct values on a 100 x 100 slice is an image saved as integers: warn, skip Dice."""
+    image = smooth_image((100, 100))
+    many = torch.arange(10_000).view(1, 1, 100, 100)
+    few = torch.ones(1, 1, 100, 100, dtype=torch.long)
+    report = check_pair(image, image, moving_labels=many, fixed_labels=few, verbose=False)
+    assert any("moving_labels holds 10000 distinct values" in w and "Dice skipped" in w for w in report)
+    assert "mean Dice before" not in report.stats

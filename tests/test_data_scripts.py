@@ -6,6 +6,7 @@ generated in ``tmp_path``.
 """
 
 import csv
+import dataclasses
 import hashlib
 import io as stdio
 import json
@@ -27,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # data_scripts liv
 
 from data_scripts import fetch as fetch_cli  # noqa: E402
 from data_scripts.download import ChecksumError, DownloadError, download, verify  # noqa: E402
-from data_scripts.extract import UnsafeArchiveError, safe_extract  # noqa: E402
+from data_scripts.extract import ExtractionUnavailableError, UnsafeArchiveError, safe_extract  # noqa: E402
+from data_scripts.pins import PinFileError  # noqa: E402
 from data_scripts.prepare import prepare_learn2reg_oasis, prepare_neurite_oasis  # noqa: E402
 from data_scripts.registry import SOURCES  # noqa: E402
 from regedu.data import NiftiPairs  # noqa: E402
@@ -183,6 +185,46 @@ def test_http_error_and_web_page(server, tmp_path):
     assert not (tmp_path / "data.bin").exists()
 
 
+def test_sha256_is_pinned_on_first_use_and_required_after(server, tmp_path):
+    pin_file = tmp_path / "downloads" / "sha256-pins.json"
+    dest = tmp_path / "downloads" / "data.bin"
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    with pytest.raises(ChecksumError, match="MD5 mismatch"):  # a first download failing its MD5 pins nothing
+        download(server.url("/data.bin"), dest, md5="0" * 32, pin_file=pin_file, report=None)
+    assert not pin_file.exists()
+    (tmp_path / "downloads" / "data.bin.part").unlink()
+    messages = []
+    download(server.url("/data.bin"), dest, md5=md5, pin_file=pin_file, report=messages.append)
+    assert "WARNING: no SHA-256 is published or pinned for data.bin. Trust on first use" in messages[0]
+    assert "checked against the MD5" in messages[0] and str(pin_file) in messages[0]
+    pin = json.loads(pin_file.read_text())["data.bin"]
+    assert pin["sha256"] == sha(PAYLOAD) and pin["first_verified_by"] == "md5"
+    # later: the same bytes pass without a warning; other bytes (with no MD5 to catch them) are refused
+    messages.clear()
+    download(server.url("/data.bin"), dest, pin_file=pin_file, report=messages.append)
+    assert not any("WARNING" in m for m in messages)
+    dest.unlink()
+    server.files["/data.bin"] = PAYLOAD[::-1]
+    with pytest.raises(ChecksumError, match=rf"SHA256 mismatch.*expected {sha(PAYLOAD)} \(the SHA-256 "
+                                            rf"recorded in .*sha256-pins.json when this file was first"):
+        download(server.url("/data.bin"), dest, pin_file=pin_file, report=None)
+    dest.write_bytes(b"a copy placed by hand")  # the offline route is checked against the pin too
+    with pytest.raises(ChecksumError, match="recorded in"):
+        download(server.url("/data.bin"), dest, pin_file=pin_file, report=None)
+    assert json.loads(pin_file.read_text())["data.bin"]["sha256"] == sha(PAYLOAD)  # the pin did not move
+
+
+def test_a_source_without_any_checksum_is_pinned_with_a_warning(server, tmp_path):
+    pin_file = tmp_path / "pins.json"
+    messages = []
+    download(server.url("/data.bin"), tmp_path / "data.bin", pin_file=pin_file, report=messages.append)
+    assert "NOT checked against anything" in messages[0]
+    assert json.loads(pin_file.read_text())["data.bin"]["first_verified_by"] == "nothing"
+    pin_file.write_text("{not json")
+    with pytest.raises(PinFileError, match="cannot read the SHA-256 pin file .*delete it"):
+        download(server.url("/data.bin"), tmp_path / "data.bin", pin_file=pin_file, report=None)
+
+
 def test_verify_returns_digests(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
@@ -195,7 +237,7 @@ def test_registry_has_no_made_up_checksums():
         for value, length in ((source.sha256, 64), (source.md5, 32)):
             assert value is None or (len(value) == length and int(value, 16) >= 0)
         if source.sha256 is None:
-            assert "unverified" in source.notes and "printed on first download" in source.notes
+            assert "pinned on first download" in source.notes
 
 
 # ---------------------------------------------------------------------------
@@ -288,6 +330,30 @@ def test_link_then_write_through_it_is_refused(tmp_path):
     safe_extract(make_tar(tmp_path / "ok.tar", build), tmp_path / "out")
     assert (tmp_path / "out" / "ok.txt").read_bytes() == b"inside"
     assert list(outside.iterdir()) == []
+
+
+def test_a_chain_of_links_leading_outside_is_refused(tmp_path):
+    """``d -> x/..`` is inside while ``x`` does not exist; once ``x -> .`` is there, ``d`` is the parent."""
+    archive = make_tar(tmp_path / "chain.tar", lambda t: (add_link(t, "d", "x/.."), add_link(t, "x", ".")))
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    with pytest.raises(UnsafeArchiveError, match=r"'d' is a link to 'x/\.\.'.*resolves outside the dest"):
+        safe_extract(archive, jail / "out")
+    assert list(jail.iterdir()) == []
+    # the same links with x -> sub keep d inside: accepted
+    fine = make_tar(tmp_path / "fine.tar", lambda t: (add_link(t, "d", "x/.."), add_link(t, "x", "sub"),
+                                                      add_file(t, "sub/.keep")))
+    safe_extract(fine, jail / "out")
+    assert os.path.realpath(jail / "out" / "d") == os.path.realpath(jail / "out")
+
+
+def test_tar_needs_the_data_filter(tmp_path, monkeypatch):
+    archive = make_tar(tmp_path / "ok.tar", lambda t: add_file(t, "a.txt"))
+    monkeypatch.delattr(tarfile, "data_filter")
+    with pytest.raises(ExtractionUnavailableError, match=r"no tarfile 'data' extraction filter.*3\.10\.12.*"
+                                                         r"extract .*ok.tar yourself into .*out"):
+        safe_extract(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.tar"]
 
 
 @pytest.mark.parametrize("name, message", [("../evil.txt", "'..'"), ("/abs/evil.txt", "absolute"),
@@ -442,7 +508,7 @@ def test_learn2reg_json_pointing_to_a_missing_file(tmp_path):
         prepare_learn2reg_oasis(source, tmp_path / "out")
 
 
-def test_fetch_end_to_end_from_local_server(tmp_path, capsys):
+def test_fetch_end_to_end_from_local_server(tmp_path, capsys, monkeypatch):
     """Tar a fake neurite 2D tree, serve it, and run the command line against the local address."""
     tree = fake_neurite(tmp_path / "tree", 2)
     archive = tmp_path / "neurite-oasis.2d.v1.0.tar"
@@ -467,6 +533,14 @@ def test_fetch_end_to_end_from_local_server(tmp_path, capsys):
                "--sha256", "1" * 64]
         assert fetch_cli.main(bad) == 1
         assert "SHA256 mismatch" in capsys.readouterr().err
+        # without --sha256: the registry's MD5 checks the first download, whose SHA-256 is then pinned
+        source = dataclasses.replace(SOURCES["neurite-oasis-2d"], md5=hashlib.md5(data).hexdigest())
+        monkeypatch.setitem(SOURCES, "neurite-oasis-2d", source)
+        pinned = ["neurite-oasis-2d", "--root", str(tmp_path / "pinned"), "--url", srv.url("/neurite.tar")]
+        assert fetch_cli.main(pinned) == 0
+        assert "WARNING: no SHA-256 is published or pinned" in capsys.readouterr().out
+        pins = json.loads((tmp_path / "pinned" / "downloads" / "sha256-pins.json").read_text())
+        assert pins["neurite-oasis.2d.v1.0.tar"]["sha256"] == sha(data)
     finally:
         srv.httpd.shutdown()
         srv.httpd.server_close()

@@ -126,7 +126,7 @@ def test_2d_round_trip(tmp_path):
     image = smooth_image(SHAPES[2])
     affine = np.diag([0.5, 0.7, 3.0, 1.0])
     path = io.save_nifti(image, tmp_path / "slice.nii.gz", affine)
-    assert nib.load(path).shape == (*SHAPES[2], 1)
+    assert nib.load(path).shape == SHAPES[2]  # dim[0] = 2: ITK keeps a 2D file's direction
     again = io.load_nifti(path)
     assert torch.equal(again.image, image)
     np.testing.assert_allclose(again.affine, affine)
@@ -328,8 +328,8 @@ def test_load_disp_reorients_vectors_with_the_grid(tmp_path, field):
 
 
 def test_field_errors(tmp_path):
-    with pytest.raises(ValueError, match="3D volumes.*field='voxels'"):
-        io.save_nifti(random_field(SHAPES[2]), tmp_path / "a.nii.gz", field="itk")
+    with pytest.raises(ValueError, match="3D volumes.*field='voxels' or field='itk'"):
+        io.save_nifti(random_field(SHAPES[2]), tmp_path / "a.nii.gz", field="mm")
     with pytest.raises(ValueError, match="field"):
         io.save_nifti(random_field(SHAPES[3]), tmp_path / "a.nii.gz", field="ants")
     with pytest.raises(ValueError, match="channel"):
@@ -473,3 +473,212 @@ def test_unpad_errors():
         io.unpad(torch.ones(1, 1, 4, 4), io.Padding((1, 1, 1), (0, 0, 0)))
     with pytest.raises(ValueError, match="removes more"):
         io.unpad(torch.ones(1, 1, 4, 4), io.Padding((3, 0), (2, 0)))
+
+
+# ---------------------------------------------------------------------------
+# 2D fields in ITK's convention, one interpolation through headers and a field
+# ---------------------------------------------------------------------------
+
+
+def axial_affine(degrees=8.0):
+    """A 2D slice in the world x-y plane, rotated and with unequal voxel sides (ITK reads it as 2D)."""
+    a = math.radians(degrees)
+    return np.array([[1.5 * math.cos(a), -2.0 * math.sin(a), 0, -30.0],
+                     [1.5 * math.sin(a), 2.0 * math.cos(a), 0, 20.0], [0, 0, 3.0, 7.0], [0, 0, 0, 1]])
+
+
+def test_2d_itk_field_layout_and_round_trip(tmp_path):
+    disp = random_field((10, 13), seed=5)
+    affine = axial_affine()
+    io.save_nifti(disp, tmp_path / "d.nii.gz", affine, field="itk")
+    img = nib.load(tmp_path / "d.nii.gz")
+    assert img.shape == (10, 13, 1, 1, 2) and img.header.get_intent()[0] == "vector"
+    # u_LPS = diag(-1, -1) @ M2 @ d at one voxel, by hand
+    d = disp[0, :, 4, 7].double().numpy()
+    expected = np.array([-1.0, -1.0]) * (affine[:2, :2] @ d)
+    np.testing.assert_allclose(np.asarray(img.dataobj)[4, 7, 0, 0], expected, rtol=1e-5, atol=1e-5)
+    back = io.load_disp(tmp_path / "d.nii.gz")
+    assert back.image.shape == (1, 2, 10, 13) and np.allclose(back.affine, affine)
+    torch.testing.assert_close(back.image, disp, atol=1e-5, rtol=1e-5)
+
+
+def test_2d_itk_field_needs_an_axial_slice(tmp_path):
+    coronal = np.array([[1.5, 0, 0, 0], [0, 0, 2.0, 0], [0, 2.0, 0, 0], [0, 0, 0, 1.0]])  # axis 1 along z
+    with pytest.raises(ValueError, match="not in the world x-y plane.*field='voxels'"):
+        io.save_nifti(random_field((10, 13)), tmp_path / "d.nii.gz", coronal, field="itk")
+    field = nib.Nifti1Image(np.zeros((10, 13, 1, 1, 2), np.float32), coronal)
+    field.header.set_intent("vector")
+    nib.save(field, tmp_path / "coronal.nii.gz")
+    with pytest.raises(ValueError, match="not in the world x-y plane"):
+        io.load_disp(tmp_path / "coronal.nii.gz")
+
+
+def test_2d_itk_field_is_applied_by_simpleitk_like_warp(tmp_path):
+    """Our 2D field read by SimpleITK as a 2D DisplacementFieldTransform moves the image as warp does;
+    a 2D field written by SimpleITK, read by load_disp, moves it as SimpleITK does."""
+    sitk = pytest.importorskip("SimpleITK")
+    image, disp, affine = 100 * smooth_image((30, 36), seed=2), random_field((30, 36), 2.5, 3), axial_affine()
+    io.save_nifti(image, tmp_path / "i.nii.gz", affine)
+    io.save_nifti(disp, tmp_path / "d.nii.gz", affine, field="itk")
+    reference = sitk.ReadImage(str(tmp_path / "i.nii.gz"), sitk.sitkFloat64)
+    assert reference.GetDimension() == 2  # a true 2D NIfTI: ITK (and ANTs' -d 2) keep its direction
+    field = sitk.ReadImage(str(tmp_path / "d.nii.gz"), sitk.sitkVectorFloat64)
+    assert field.GetDimension() == 2
+    moved = sitk.Resample(reference, reference, sitk.DisplacementFieldTransform(field), sitk.sitkLinear, 0.0)
+    theirs = torch.from_numpy(sitk.GetArrayFromImage(moved).T.copy())[None, None].float()
+    ours = io.resample_like(image, affine, (30, 36), affine, disp=disp, padding="itk")
+    torch.testing.assert_close(ours, theirs, atol=1e-3, rtol=0)
+    assert float((warp(image, disp) - theirs).abs().max()) > 1.0  # the field moves voxels out of the image
+
+    # the other way: a field made by SimpleITK
+    values = np.random.default_rng(0).normal(0.0, 1.5, (36, 30, 2))  # sitk arrays are (y, x, component)
+    made = sitk.GetImageFromArray(values, isVector=True)
+    made.CopyInformation(reference)
+    sitk.WriteImage(made, str(tmp_path / "sitk.nii.gz"))
+    loaded = io.load_disp(tmp_path / "sitk.nii.gz")
+    moved = sitk.Resample(reference, reference, sitk.DisplacementFieldTransform(made), sitk.sitkLinear, 0.0)
+    theirs = torch.from_numpy(sitk.GetArrayFromImage(moved).T.copy())[None, None].float()
+    ours = io.resample_like(image, affine, (30, 36), affine, disp=loaded.image, padding="itk")
+    torch.testing.assert_close(ours, theirs, atol=1e-3, rtol=0)
+
+
+def test_resample_through_a_field_is_warp_on_one_grid(ndim):
+    shape = SHAPES[ndim]
+    image, disp = smooth_image(shape, seed=1), random_field(shape, 2.0, seed=2)
+    affine = np.diag([1.5, 2.0, 2.5, 1.0])
+    affine[:3, 3] = [3.0, -4.0, 5.0]
+    for padding in ("zeros", "border"):
+        torch.testing.assert_close(io.resample_like(image, affine, shape, affine, disp=disp, padding=padding),
+                                   warp(image, disp, padding=padding), atol=1e-5, rtol=1e-5)
+
+
+def test_resample_through_a_field_and_headers_interpolates_once():
+    """A linear ramp is interpolated exactly by one linear interpolation, so the result must equal the
+    ramp evaluated at the world point of x + disp(x); resampling first and warping after does not."""
+    source_affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    target_affine = np.array([[1.5, 0, 0, 0.25], [0, 1.5, 0, 0.5], [0, 0, 1.5, 0], [0, 0, 0, 1]])
+    source_shape, target_shape = (40, 44), (24, 26)
+    i, j = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in source_shape], indexing="ij")
+    ramp = torch.from_numpy(3.0 * i + 2.0 * j)[None, None]  # value at world point (x, y): 3 x + 2 y
+    disp = random_field(target_shape, 1.2, seed=4).double()
+    ti, tj = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in target_shape], indexing="ij")
+    x = 1.5 * (ti + disp[0, 0].numpy()) + 0.25
+    y = 1.5 * (tj + disp[0, 1].numpy()) + 0.5
+    inside = (x > 1) & (y > 1) & (x < 38) & (y < 42)
+    assert inside.mean() > 0.8
+    once = io.resample_like(ramp, source_affine, target_shape, target_affine, disp=disp)
+    np.testing.assert_allclose(once[0, 0].numpy()[inside], (3.0 * x + 2.0 * y)[inside], atol=1e-9)
+    # a smooth but curved image tells one interpolation from two
+    curved = torch.sin(ramp / 7.0)
+    once = io.resample_like(curved, source_affine, target_shape, target_affine, disp=disp)[0, 0].numpy()
+    twice = warp(io.resample_like(curved, source_affine, target_shape, target_affine), disp)[0, 0].numpy()
+    exact = np.sin((3.0 * x + 2.0 * y) / 7.0)
+    assert np.abs(once - exact)[inside].max() < 0.5 * np.abs(twice - exact)[inside].max()
+
+
+def test_itk_padding_keeps_the_edge_for_half_a_voxel():
+    image = torch.full((1, 1, 5, 6), 7.0)
+    shift = torch.zeros(1, 2, 5, 6)
+    shift[:, 0] = torch.tensor([0.0, 0.0, 0.0, 1.4, 1.6])[:, None]  # rows 3, 4 read 4.4 and 5.6
+    moved = io.resample_like(image, np.eye(4), (5, 6), np.eye(4), disp=shift, padding="itk")
+    assert torch.equal(moved[0, 0, :, 0], torch.tensor([7.0, 7.0, 7.0, 7.0, 0.0]))
+    zeros = io.resample_like(image, np.eye(4), (5, 6), np.eye(4), disp=shift, padding="zeros")
+    assert 0.0 < float(zeros[0, 0, 3, 0]) < 7.0  # grid_sample's zeros blends the last half voxel
+
+
+def test_same_grid_and_grid_offset():
+    affine = np.array([[1.5, 0, 0, -20.0], [0, 1.5, 0, -25.0], [0, 0, 1.5, 10.0], [0, 0, 0, 1]])
+    shape = (24, 28, 20)
+    assert io.same_grid(affine, shape, affine.copy(), shape)
+    assert not io.same_grid(affine, shape, affine, (24, 28, 21))
+    shifted = affine.copy()
+    shifted[:3, 3] += [6.0, 0, 0]
+    assert io.grid_offset(shifted, affine, shape) == pytest.approx(6.0)
+    assert not io.same_grid(shifted, shape, affine, shape)
+    a = math.radians(8.0)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
+    corners = [affine @ np.array([i, j, k, 1.0]) for i in (0, 23) for j in (0, 27) for k in (0, 19)]
+    expected = max(np.linalg.norm(rotation @ c - c) for c in corners)
+    assert io.grid_offset(rotation @ affine, affine, shape) == pytest.approx(expected)
+    nudged = affine.copy()
+    nudged[:3] += 1e-6
+    assert io.same_grid(nudged, shape, affine, shape)  # within the tolerance
+
+
+def test_resample_field_errors():
+    image = smooth_image((8, 8))
+    with pytest.raises(ValueError, match="target grid"):
+        io.resample_like(image, np.eye(4), (8, 9), np.eye(4), disp=torch.zeros(1, 2, 8, 8))
+    with pytest.raises(ValueError, match="padding"):
+        io.resample_like(image, np.eye(4), (8, 8), np.eye(4), padding="mirror")
+
+
+# ---------------------------------------------------------------------------
+# faults: headers that declare more than the file holds, full disks
+# ---------------------------------------------------------------------------
+
+
+def declared_only(path: Path, shape, body: bytes) -> Path:
+    """A NIfTI file whose header declares ``shape`` uint8 voxels but that holds only ``body``."""
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.uint8)
+    header.set_data_shape(shape)
+    data = header.binaryblock + b"\0" * 4 + body
+    if path.name.endswith(".gz"):
+        import gzip
+
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("name", ["huge.nii", "huge.nii.gz"])
+def test_a_grid_larger_than_the_file_is_refused_before_reading(tmp_path, name):
+    """2048^3 declared in a file of a few hundred bytes: one clear error, no attempt to allocate 32 GB."""
+    path = declared_only(tmp_path / name, (2048, 2048, 2048), b"\0" * 100)
+    for load in (io.load_nifti, io.load_labels, io.nifti_shape):
+        with pytest.raises(ValueError, match=r"declares 2048x2048x2048 voxels of uint8 \(8\.0 GB\)"):
+            load(path)
+
+
+def test_a_file_that_fits_on_disk_but_not_in_memory_is_refused(tmp_path, monkeypatch):
+    import regedu.memory
+
+    path = declared_only(tmp_path / "full.nii", (40, 40, 40), b"\0" * 40**3)
+    assert io.load_nifti(path).image.shape == (1, 1, 40, 40, 40)
+    monkeypatch.setattr(regedu.memory, "available_bytes", lambda device=None: 100_000)
+    message = r"full\.nii.*needs about 312\.5 kB of memory but 97\.7 kB are free"
+    with pytest.raises(MemoryError, match=message):
+        io.load_nifti(path)
+
+
+def test_nifti_shape_reads_the_shape_load_nifti_gives_from_the_header(tmp_path):
+    assert io.nifti_shape(ANATOMICAL) == tuple(io.load_nifti(ANATOMICAL).image.shape[2:])
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((9, 1, 7), dtype=np.float32), las_affine()), flat)
+    assert io.nifti_shape(flat) == tuple(io.load_nifti(flat).image.shape[2:]) == (9, 7)
+
+
+def test_a_full_disk_is_reported_with_the_users_path(tmp_path, monkeypatch):
+    import errno
+
+    def disk_full(img, filename):
+        raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+
+    monkeypatch.setattr(io.nib, "save", disk_full)
+    path = tmp_path / "out.nii.gz"
+    with pytest.raises(OSError, match="could not write .*out.nii.gz: the disk holding .* is full") as caught:
+        io.save_nifti(smooth_image(SHAPES[2]), path)
+    assert ".partial" not in str(caught.value) and caught.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_degenerate_affine_says_how_to_repair_the_header(tmp_path):
+    img = nib.Nifti1Image(np.ones((6, 5, 4), dtype=np.float32), None)
+    img.set_sform(np.zeros((4, 4)), code=1)
+    path = tmp_path / "zero_sform.nii.gz"
+    nib.save(img, path)
+    with pytest.raises(io.DegenerateAffineError, match="fslorient -copyqform2sform"):
+        io.load_nifti(path)
+    assert io.load_nifti(path, canonical=False).image.shape == (1, 1, 6, 5, 4)

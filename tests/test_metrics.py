@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -520,3 +523,50 @@ def test_tre_rejects_bad_types_and_spacing():
         metrics.tre(points, points, torch.zeros(1, 3, 6, 8))
     with pytest.raises(ValueError, match="finite and positive"):
         metrics.tre(points, points, disp, spacing=[1.0, 0.0])
+
+
+DICE_MANY_LABELS_SCRIPT = """
+import resource, sys, time
+import torch
+from regedu.metrics import dice
+torch.set_num_threads(1)
+generator = torch.Generator().manual_seed(0)
+a = torch.randint(0, 20_001, (1, 1, 400, 400), generator=generator)
+b = torch.randint(0, 20_001, (1, 1, 400, 400), generator=generator)
+with open("/proc/self/statm") as handle:
+    in_use = int(handle.read().split()[0]) * resource.getpagesize()
+limit = in_use + 512 * 2**20  # 0.5 GB more address space than the inputs need, no more
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+start = time.perf_counter()
+scores = dice(a, b)
+print(time.perf_counter() - start)
+torch.save({"a": a, "b": b, "scores": scores}, sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="measures memory through /proc (Linux)")
+def test_dice_with_20000_labels_is_fast_small_and_exact(tmp_path):
+    """20,000 labels on a 400 x 400 slice: one pass over the voxels, memory that does not grow with the
+    number of labels (run under an address-space limit of 0.5 GB above the inputs), and the same
+    scores as Dice computed label by label on a sample of the labels."""
+    out = tmp_path / "scores.pt"
+    done = subprocess.run([sys.executable, "-c", DICE_MANY_LABELS_SCRIPT, str(out)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) < 5.0  # seconds
+    saved = torch.load(out)
+    a, b, scores = saved["a"].numpy(), saved["b"].numpy(), saved["scores"]
+    values = sorted((set(np.unique(a).tolist()) | set(np.unique(b).tolist())) - {0})
+    assert scores.shape == (1, len(values)) and len(values) > 19_000
+    for column in np.random.default_rng(0).choice(len(values), 300, replace=False):
+        in_a, in_b = a == values[column], b == values[column]
+        expected = 2 * np.sum(in_a & in_b) / (np.sum(in_a) + np.sum(in_b))
+        assert scores[0, column].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dice_of_labels_outside_the_list_and_negative_values():
+    """Voxels whose value is not scored count for no label; negative and huge label values work."""
+    a = torch.tensor([[-5, -5, 7, 2**40, 3, 3]]).view(1, 1, 2, 3)
+    b = torch.tensor([[-5, 0, 7, 2**40, 3, 9]]).view(1, 1, 2, 3)
+    scores = metrics.dice(a, b, labels=[2**40, -5, 3, 3])
+    assert scores.tolist() == [[1.0, pytest.approx(2 / 3), pytest.approx(2 / 3), pytest.approx(2 / 3)]]

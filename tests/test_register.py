@@ -115,3 +115,90 @@ def test_bad_calls_raise_clear_errors(pair):
         register(moving, fixed, method="affine", moving_labels=[1, 2], **QUICK)
     with pytest.raises(ValueError, match="Resample one onto the other"):
         register(moving, fixed[..., :30])
+
+
+# ---------------------------------------------------------------------------
+# bad input found before any work, with the cause named
+# ---------------------------------------------------------------------------
+
+
+def never_called(moving, fixed, **options):
+    pytest.fail("the method ran before the input was checked")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_a_gpu_that_is_not_there_is_a_clear_error(pair):
+    for method in ("affine", "voxelmorph"):
+        with pytest.raises(ValueError, match=r"device='cuda'.*no(ne is available| GPU)"):
+            register(pair["moving"], pair["fixed"], method=method, device="cuda")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_images_are_named_and_cast_is_suggested(pair, dtype):
+    image, target = pair["moving"], pair["fixed"]
+    for moving, fixed in ((image.to(dtype), target), (image, target.to(dtype))):
+        with pytest.raises(TypeError, match=rf"is {dtype}.*float32.*\.float\(\)"):
+            register(moving, fixed, method="affine", progress=False)
+
+
+def test_an_image_that_requires_grad_is_registered_as_data(pair):
+    moving = pair["moving"].clone().requires_grad_(True)
+    fixed = pair["fixed"].clone().requires_grad_(True)
+    result = register(moving, fixed, method="affine", levels=1, iterations=5, progress=False)
+    plain = register(pair["moving"], pair["fixed"], method="affine", levels=1, iterations=5, progress=False)
+    assert torch.allclose(result.disp, plain.disp) and not result.disp.requires_grad
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((1, 1, 40, 43), r"must be the label map of `moving`, shape \(1 or 1, 1, 40, 44\), got \(1, 1, 40, 43\)"),
+    ((1, 2, 40, 44), r"got \(1, 2, 40, 44\)"),
+    ((40, 44), r"got \(40, 44\).*labels\[None, None\]"),
+])
+def test_wrong_shaped_moving_labels_are_refused_before_the_registration(pair, shape, message):
+    labels = torch.zeros(shape, dtype=torch.long)
+    with pytest.raises(ValueError, match=message):
+        register(pair["moving"], pair["fixed"], method=never_called, moving_labels=labels)
+
+
+def test_float_moving_labels_must_hold_whole_numbers(pair):
+    """Integral floats (as nibabel's get_fdata reads label files) are label maps; other floats are not."""
+    blurred = pair["moving_labels"].float() + 0.25
+    with pytest.raises(ValueError, match=r"not whole numbers \(e\.g\. [\d.]+\).*nearest neighbour"):
+        register(pair["moving"], pair["fixed"], method=never_called, moving_labels=blurred)
+    quick = {"method": "affine", "levels": 1, "iterations": 5, "progress": False}
+    as_floats = register(pair["moving"], pair["fixed"], moving_labels=pair["moving_labels"].double(), **quick)
+    as_ints = register(pair["moving"], pair["fixed"], moving_labels=pair["moving_labels"], **quick)
+    assert as_floats.warped_labels.dtype == torch.float64
+    assert torch.equal(as_floats.warped_labels.long(), as_ints.warped_labels)
+
+
+def test_every_stage_is_checked_before_any_work(pair):
+    """A bad option of a pipeline's second stage stops the run before its affine stage has run."""
+    from regedu.api import check_options, starts_with_affine
+
+    moving, fixed = pair["moving"], pair["fixed"]
+    calls = []
+
+    def callback(*step):
+        calls.append(step)
+
+    with pytest.raises(ValueError, match=r"deformable stage of 'default'.*`spacing`"):
+        register(moving, fixed, spacing=-1, callback=callback, progress=False)
+    with pytest.raises(ValueError, match=r"deformable stage.*`iterations` must be one int or a list of 3"):
+        METHODS["affine+dense"](moving, fixed, levels=3, iterations=(5, 5), callback=callback, progress=False)
+    with pytest.raises(ValueError, match=r"affine stage.*`levels=6` shrinks the image \(40, 44\)"):
+        register(moving, fixed, affine_options={"levels": 6, "iterations": 5}, callback=callback)
+    with pytest.raises(ValueError, match=r"method 'bspline'.*`window` sizes must be odd"):
+        register(moving, fixed, method="bspline", window=4, callback=callback)
+    with pytest.raises(TypeError, match="affine_options.*must be a dict"):
+        register(moving, fixed, affine_options=2)
+    assert calls == []
+    # the checks need no images; with a shape they include the pyramid
+    both = {"levels": 2, "iterations": (5, 5), "affine_options": {"levels": 2, "iterations": (5, 5)}}
+    check_options("default", both, (20, 24, 16))
+    with pytest.raises(ValueError, match="shrinks"):
+        check_options("default", {**both, "levels": 3, "iterations": 5}, (20, 24, 16))
+    check_options("default", {**both, "levels": 3, "iterations": 5})  # no shape: the pyramid is not known
+    with pytest.raises(ValueError, match=r"--option \(the deformable stage of default\)"):
+        check_options("default", {"lr": 0}, interface="cli")
+    assert starts_with_affine("default") and starts_with_affine("rigid") and not starts_with_affine("demons")

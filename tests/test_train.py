@@ -150,6 +150,24 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
         torch.testing.assert_close(a, b)
 
 
+def test_a_cosine_run_trained_in_pieces_is_the_same_run(tmp_path):
+    options = dict(batch_size=2, lr=3e-3, steps=6, schedule="cosine", checkpoint_every=100, progress=False)
+    straight = small_model()
+    T.train(straight, ShiftedBlobs(length=5), **options)
+
+    pieces = small_model()
+    path = tmp_path / "run.pt"
+    first = T.train(pieces, ShiftedBlobs(length=5), checkpoint=path, until=2, **options)
+    assert first.step == 2
+    assert T.load_checkpoint(path)["history"]["step"] == 2
+    resumed = small_model(seed=123)
+    T.train(resumed, ShiftedBlobs(length=5), checkpoint=path, resume=True, until=5, **options)
+    history = T.train(resumed, ShiftedBlobs(length=5), checkpoint=path, resume=True, until=50, **options)
+    assert history.step == 6  # `until` never goes past `steps`
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def _ddp_worker(rank, world, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
@@ -230,3 +248,39 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="does not fit"):
         T.train(VoxelMorph(2, encoder=(4, 4), decoder=(4, 4, 4)), ShiftedBlobs(), steps=1, checkpoint=path,
                 resume=True, progress=False)
+
+
+class _RunsCode:
+    """Unpickling this would create a file: what a malicious checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_refused_checkpoint_is_not_reported_with_torchs_advice_to_load_it_unsafely(tmp_path):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "malicious.pt"
+    torch.save({"format": T.CHECKPOINT_FORMAT, "payload": _RunsCode(marker)}, path)
+    with pytest.raises(ValueError) as caught:
+        T.load_checkpoint(path)
+    message = str(caught.value)
+    assert "weights_only" not in message and "safe_globals" not in message and "trusted" not in message
+    assert "not a readable regedu checkpoint" in message and "never loads" in message
+    assert not marker.exists()
+
+
+def test_a_full_disk_during_a_checkpoint_names_the_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    def disk_full(payload, handle):
+        handle.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(T.torch, "save", disk_full)
+    path = tmp_path / "model.pt"
+    with pytest.raises(OSError, match=f"could not write {path}: the disk holding .* is full") as caught:
+        T.save_checkpoint(path, small_model())
+    assert ".tmp" not in str(caught.value) and list(tmp_path.iterdir()) == []

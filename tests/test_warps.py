@@ -381,3 +381,52 @@ def test_bad_inputs_raise_clear_errors():
         W.affine_to_disp(torch.eye(2, 3), (8, 8))
     with pytest.raises(ValueError, match="one channel"):
         W.warp_labels(torch.zeros(1, 2, 8, 8, dtype=torch.long), disp2)
+
+
+# ---------------------------------------------------------------------------
+# sample: reading an image at positions of its own grid, for any output grid
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(9, 12), (7, 8, 6)], ids=["2d", "3d"])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("padding", ["border", "zeros", "reflection"])
+def test_sample_at_identity_plus_disp_is_warp(shape, mode, padding):
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, *shape, generator=g, dtype=torch.float64)
+    disp = (torch.rand(1, len(shape), *shape, generator=g, dtype=torch.float64) * 2 - 1) * 3
+    points = W.identity_grid(shape, dtype=torch.float64)[None] + disp
+    torch.testing.assert_close(W.sample(image, points, mode=mode, padding=padding),
+                               W.warp(image, disp, mode=mode, padding=padding))
+
+
+def test_sample_reads_another_grid_exactly():
+    """An image linear in the voxel indices is read exactly anywhere inside by bilinear sampling,
+    whatever the output grid's shape; nearest sampling copies voxels and keeps integer labels."""
+    i, j = torch.meshgrid(torch.arange(10.0, dtype=torch.float64), torch.arange(14.0, dtype=torch.float64),
+                          indexing="ij")
+    image = (2.0 * i - 0.5 * j + 3.0)[None, None]
+    g = torch.Generator().manual_seed(1)
+    points = torch.stack([torch.rand(5, 17, generator=g, dtype=torch.float64) * 9,
+                          torch.rand(5, 17, generator=g, dtype=torch.float64) * 13])[None]
+    out = W.sample(image, points)
+    assert out.shape == (1, 1, 5, 17)
+    torch.testing.assert_close(out[0, 0], 2.0 * points[0, 0] - 0.5 * points[0, 1] + 3.0)
+    labels = (i * 14 + j).long()[None, None]
+    nearest = W.sample(labels, points, mode="nearest")
+    assert nearest.dtype == torch.long
+    expected = (torch.floor(points[0, 0] + 0.5) * 14 + torch.floor(points[0, 1] + 0.5)).long()
+    assert torch.equal(nearest[0, 0], expected)
+
+
+def test_sample_padding_and_errors():
+    image = torch.ones(1, 1, 4, 5)
+    points = torch.full((1, 2, 3, 3), -3.0)
+    assert float(W.sample(image, points, padding="zeros").abs().max()) == 0.0
+    assert float(W.sample(image, points, padding="border").min()) == 1.0
+    with pytest.raises(ValueError, match="channel"):
+        W.sample(image, torch.zeros(1, 3, 3, 3))
+    with pytest.raises(ValueError, match="NaN|finite"):
+        W.sample(image, torch.full((1, 2, 3, 3), float("nan")))
+    with pytest.raises(TypeError, match="floating"):
+        W.sample(image.long(), torch.zeros(1, 2, 3, 3))  # integer images only with mode="nearest"

@@ -13,6 +13,16 @@ from parameters that each mean one thing, all of order 0.01 per step:
 The sampling location is ``y = R H S (x - c) + c + t`` (rotation, shear and scaling
 about the centre ``c``, then the translation), i.e. the matrix ``A = [M | c - M c + t]``
 of DESIGN.md's convention, acting on voxel indices of the fixed grid.
+
+Step sizes across the pyramid. A step of ``lr`` in these units moves the image by a fixed
+fraction of its extent, which is twice as many voxels on each finer level: on the full
+resolution of a 1 mm brain slice, Adam's first step (about ``lr`` whatever the gradient, since
+its moments restart empty) moved a solution that the coarse levels had converged to within
+0.05 voxel by about 3 voxels, and on a real pair with a rougher similarity landscape it did
+not come back. So each level's ``lr`` is scaled by its voxel size relative to the coarsest
+level (:func:`level_learning_rates`: a step moves about as many voxels of *its* level on
+every level), and every level after the first ramps its step size up over its first
+iterations (``warmup`` in :func:`~regedu.classical.common.optimise_level`).
 """
 
 from __future__ import annotations
@@ -38,20 +48,22 @@ from .common import (
     RegistrationResult,
     affine_on_grid,
     check_number,
+    convergence_tolerance,
     downsample,
     normalise_intensities,
     optimise_level,
-    per_level,
+    plan_pyramid,
     prepare_pair,
     progress_bar,
-    pyramid_shapes,
     similarity_function,
     warp_in_loop,
 )
 
-__all__ = ["register_affine", "AffineParameters", "centre_of_mass"]
+__all__ = ["register_affine", "AffineParameters", "centre_of_mass", "level_learning_rates"]
 
 TRANSFORMS = ("rigid", "affine")
+SCHEDULE = (100, 50, 0)  # default iterations per level, coarse to fine (see register_affine)
+WARMUP = 10  # iterations over which a level after the first ramps its step size up (at most)
 
 
 @dataclass
@@ -116,6 +128,24 @@ def initial_parameters(moving: torch.Tensor, fixed: torch.Tensor, transform: str
     return params
 
 
+def level_learning_rates(lr: float, shapes) -> list[float]:
+    """Adam's step size on each pyramid level (``shapes``, coarse to fine): ``lr`` on the coarsest,
+    scaled on the others by their voxel size relative to it.
+
+    The parameters move the image by fractions of its extent, so one step of ``lr`` is
+    ``lr * (n - 1)`` voxels on an axis of ``n`` voxels: twice as many on each finer level. The
+    scale ``min over axes of (n_coarsest - 1) / (n_level - 1)`` (about ``2**-k`` for the ``k``-th
+    level above the coarsest) makes a step move at most as many voxels of its own level as on
+    the coarsest one, so a finer level refines a solution instead of jumping away from it.
+    """
+    coarsest = shapes[0]
+    scales = []
+    for level_shape in shapes:
+        ratios = [(c - 1) / (n - 1) for c, n in zip(coarsest, level_shape, strict=True) if n > 1]
+        scales.append(min(ratios, default=1.0))
+    return [lr * scale for scale in scales]
+
+
 def _level_loss(params: AffineParameters, shape, level_shape, moving, fixed, similarity) -> torch.Tensor:
     """Similarity of ``fixed`` and ``moving`` warped by the current affine, on one pyramid level."""
     A = affine_on_grid(params.to_affine(shape), shape, level_shape)
@@ -123,9 +153,9 @@ def _level_loss(params: AffineParameters, shape, level_shape, moving, fixed, sim
 
 
 def register_affine(moving: torch.Tensor, fixed: torch.Tensor, transform: str = "affine",
-                    similarity="ncc", *, levels: int = 3, iterations=(100, 50, 0), lr: float = 0.01,
-                    window=9, bins: int = 32, init: str = "com", callback=None, progress=None,
-                    device=None) -> RegistrationResult:
+                    similarity="ncc", *, levels: int | None = None, iterations=None, lr: float = 0.01,
+                    window=9, bins: int = 32, init: str = "com", tolerance: float | None = None,
+                    voxel_size=None, callback=None, progress=None, device=None) -> RegistrationResult:
     """Rigid or affine registration of ``moving`` onto ``fixed``.
 
     Starts from the translation that aligns the centres of mass (``init="com"``) or
@@ -140,11 +170,28 @@ def register_affine(moving: torch.Tensor, fixed: torch.Tensor, transform: str = 
             scaling and shear).
         similarity: ``"ncc"`` (local, ``window``), ``"global_ncc"``, ``"mse"``, ``"mi"``
             (``bins``), ``"ngf"`` or a callable ``f(fixed, warped)`` to minimise.
-        levels: pyramid levels; iterations: one int, or one int per level (coarse first).
-            The default skips the full-resolution level: it costs the most (by far in 3D)
-            and moves an affine by a fraction of a voxel, which a deformable stage absorbs;
-            give it iterations (e.g. ``(100, 50, 25)``) when the affine is the final result.
-        lr: Adam step size (radians, log-scale, shear, fraction of the image per step).
+        levels: pyramid levels. ``None`` (default) chooses them from the image size and
+            ``voxel_size`` (:func:`~regedu.classical.common.auto_pyramid`: coarsen until the
+            largest axis has at most 32 voxels, never below 8 voxels on an axis; 3 levels for a
+            2 mm brain, 2 for a 33 x 41 x 25 volume, 4 for a 1 mm brain), or as many as
+            ``iterations`` has entries; an int is honoured exactly (an error if the image is
+            too small for it).
+        iterations: ``None`` (default): at most 100 iterations on the coarsest level, 50 on the
+            next and none finer, each level stopping once it has converged. This skips the
+            full resolution of a 2 mm brain: it costs the most (by far in 3D) and moves an affine
+            by a fraction of a voxel, which a deformable stage absorbs; give it iterations (e.g.
+            ``(100, 50, 25)``) when the affine is the final result. One int (every level) or one
+            int per level (coarse first) runs exactly that many.
+        lr: Adam step size on the coarsest level (radians, log-scale, shear, fraction of the image
+            per step); finer levels scale it by their voxel size (:func:`level_learning_rates`)
+            and ramp it up over their first iterations, so added iterations refine a converged
+            solution instead of throwing it away.
+        tolerance: a level stops when its mean loss over the last 10 iterations improved on the
+            10 before by less than ``tolerance`` (relative; :func:`~regedu.classical.common.converged`).
+            ``None``: ``1e-4`` with the default iterations, ``0`` (never stop early) with explicit ones.
+        voxel_size: mm per spatial axis (e.g. a loaded volume's ``spacing``) for the automatic
+            pyramid: anisotropic images are coarsened along their fine axes first. ``None``:
+            isotropic.
         callback: called as ``callback(level, iteration, loss)`` after every step.
         progress: tqdm bar: ``True``, ``False``, or ``None`` (only for runs over 2 s).
         device: where to run (default: ``moving``'s device).
@@ -159,19 +206,27 @@ def register_affine(moving: torch.Tensor, fixed: torch.Tensor, transform: str = 
     check_choice(transform, "transform", TRANSFORMS)
     check_choice(init, "init", ("com", "identity"))
     lr = check_number(lr, "lr", strict=True)
-    counts = per_level(iterations, levels)
     shape = tuple(fixed.shape[2:])
-    shapes = pyramid_shapes(shape, levels)
+    shapes, counts, automatic = plan_pyramid(shape, levels, iterations, SCHEDULE, voxel_size)
+    tolerance = convergence_tolerance(tolerance, automatic)
     loss_of = similarity_function(similarity, window, bins)
     moving_01, fixed_01 = normalise_intensities(moving), normalise_intensities(fixed)
     params = initial_parameters(moving_01, fixed_01, transform, init)
 
     history = []
+    started = False  # whether a coarser level has moved the parameters yet
     with progress_bar(sum(counts), progress, transform) as bar:
-        for level, (level_shape, count) in enumerate(zip(shapes, counts, strict=True)):
+        for level, (level_shape, count, level_lr) in enumerate(
+                zip(shapes, counts, level_learning_rates(lr, shapes), strict=True)):
+            if count == 0:
+                history.append([])
+                continue
             level_loss = partial(_level_loss, params, shape, level_shape, downsample(moving_01, level_shape),
                                  downsample(fixed_01, level_shape), loss_of)
-            history.append(optimise_level(level_loss, params.tensors(), count, lr, level, callback, bar))
+            warmup = min(WARMUP, count // 4) if started else 0
+            history.append(optimise_level(level_loss, params.tensors(), count, level_lr, level, callback, bar,
+                                          warmup=warmup, tolerance=tolerance, reported_lr=lr))
+            started = True
 
     with torch.no_grad():
         A = params.to_affine(shape)

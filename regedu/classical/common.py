@@ -2,14 +2,16 @@
 
 * :class:`RegistrationResult`, the one result type of every method;
 * :func:`prepare_pair`, the input checks of a ``(moving, fixed)`` pair;
-* :func:`pyramid_shapes` and :func:`downsample`, the resolution pyramid;
+* :func:`plan_pyramid` (with :func:`auto_pyramid` and :func:`pyramid_shapes`) and
+  :func:`downsample`, the resolution pyramid, its depth and iterations chosen from the image
+  (size and voxel size) unless given;
 * :func:`gaussian_smooth`, separable Gaussian smoothing of images and fields;
 * :func:`similarity_function`, from a name (``"ncc"``...) to a loss;
 * :func:`affine_on_grid` and :func:`after_affine`, to start a deformable
   registration from an affine one;
 * :func:`optimise_level`, one level of gradient descent with Adam, which
-  records the loss, calls the callback, moves the progress bar and stops a
-  run that diverges.
+  records the loss, calls the callback, moves the progress bar, stops on
+  convergence when asked (:func:`converged`) and stops a run that diverges.
 """
 
 from __future__ import annotations
@@ -26,20 +28,26 @@ from .. import losses
 from ..checks import (
     check_batch,
     check_choice,
+    check_device,
     check_finite,
     check_floating,
     check_image,
     check_positive_int,
+    check_precision,
     check_same_shape,
     check_tensor,
 )
 from ..warps import _resample, affine_to_disp
+from .local_ncc import LocalNCC
 
 __all__ = [
     "RegistrationResult",
     "prepare_pair",
     "normalise_intensities",
     "pyramid_shapes",
+    "auto_pyramid",
+    "plan_pyramid",
+    "check_voxel_size",
     "downsample",
     "gaussian_smooth",
     "similarity_function",
@@ -47,6 +55,8 @@ __all__ = [
     "affine_on_grid",
     "after_affine",
     "optimise_level",
+    "converged",
+    "convergence_tolerance",
     "warp_in_loop",
     "per_level",
     "check_number",
@@ -66,6 +76,10 @@ SIMILARITIES = {
 REGULARISERS = {"diffusion": losses.diffusion, "bending": losses.bending}
 
 MIN_LEVEL_SIZE = 8  # the coarsest pyramid level keeps at least this many voxels per axis
+COARSEST_SIZE = 32  # an automatic pyramid coarsens until its largest axis has at most this many voxels
+MAX_LEVELS = 6  # ... or until it has this many levels
+CONVERGENCE_WINDOW = 10  # iterations over which the relative loss change is measured
+CONVERGENCE_TOLERANCE = 1e-4  # relative loss change over the window that counts as converged
 
 
 # ---------------------------------------------------------------------------
@@ -136,8 +150,10 @@ def prepare_pair(moving, fixed, device=None) -> tuple[torch.Tensor, torch.Tensor
 
     Both must be floating ``(B, C, *spatial)`` batches of the same dimension (2D or 3D),
     spatial shape and channels, finite, with some contrast; a batch of 1 broadcasts
-    against the other. ``device=None`` keeps the inputs where they are (``fixed`` follows
-    ``moving``); the dtype is ``moving``'s.
+    against the other. float16 and bfloat16 are refused (cast to float32). ``device=None``
+    keeps the inputs where they are (``fixed`` follows ``moving``); a device this machine
+    lacks is refused. The dtype is ``moving``'s; both come back detached (an input that
+    requires grad is read, never optimised).
     """
     check_tensor(moving, "moving")
     check_tensor(fixed, "fixed")
@@ -152,9 +168,11 @@ def prepare_pair(moving, fixed, device=None) -> tuple[torch.Tensor, torch.Tensor
             f"`moving` has {moving.shape[1]} channels but `fixed` has {fixed.shape[1]}. Give both "
             f"the same channels, e.g. select one with x[:, :1]."
         )
-    device = moving.device if device is None else torch.device(device)
-    moving = moving.to(device)
-    fixed = fixed.to(device=device, dtype=moving.dtype)
+    check_precision(moving, "moving")
+    check_precision(fixed, "fixed")
+    device = moving.device if device is None else check_device(device)
+    moving = moving.detach().to(device)  # the images are data, never optimised: no autograd history
+    fixed = fixed.detach().to(device=device, dtype=moving.dtype)
     for image, name in ((moving, "moving"), (fixed, "fixed")):
         check_finite(image, name)
         _check_contrast(image, name)
@@ -260,23 +278,124 @@ def gaussian_smooth(x: torch.Tensor, sigma) -> torch.Tensor:
     return x
 
 
-def pyramid_shapes(shape: Sequence[int], levels: int) -> list[tuple[int, ...]]:
+def check_voxel_size(voxel_size, ndim: int) -> tuple[float, ...]:
+    """``voxel_size`` (mm per spatial axis, e.g. a NIfTI volume's ``spacing``) as ``ndim`` positive
+    floats; ``None`` means isotropic voxels, ``(1.0,) * ndim``."""
+    if voxel_size is None:
+        return (1.0,) * ndim
+    try:
+        values = [float(v) for v in voxel_size]
+    except (TypeError, ValueError):
+        values = None
+    if values is None or len(values) != ndim:
+        raise ValueError(
+            f"`voxel_size` must give {ndim} numbers (mm per spatial axis, in tensor order, e.g. a loaded "
+            f"volume's .spacing) or be None for isotropic voxels, got {voxel_size!r}."
+        )
+    return tuple(check_number(v, "voxel_size", strict=True) for v in values)
+
+
+def _coarsened(shape: Sequence[int], sizes: Sequence[float], k: int, clamp: bool) -> tuple[int, ...]:
+    """Shape ``k`` halvings above ``shape``: voxels of about ``min(sizes) * 2**k`` on every axis.
+
+    An axis whose voxels are already at least that size keeps its length (anisotropic images
+    are coarsened along their fine axes first); the others shrink by ``target / size``, keeping
+    the first and last voxel centres in place: ``n -> ceil((n - 1) / factor) + 1``. With
+    ``clamp``, no axis drops below ``MIN_LEVEL_SIZE`` voxels (or its own length if shorter).
+    """
+    target = min(sizes) * 2**k
+    level = []
+    for n, size in zip(shape, sizes, strict=True):
+        factor = max(1.0, target / size)
+        m = math.ceil((n - 1) / factor - 1e-9) + 1
+        level.append(max(m, min(n, MIN_LEVEL_SIZE)) if clamp else m)
+    return tuple(level)
+
+
+def pyramid_shapes(shape: Sequence[int], levels: int, voxel_size=None) -> list[tuple[int, ...]]:
     """Spatial shape of each pyramid level, coarse to fine; the last is ``shape``.
 
     Each level halves the voxel count along every axis, keeping the first and
     last voxel centres in place (align_corners): ``n -> ceil((n - 1) / 2**k) + 1``.
+    With ``voxel_size`` (mm per axis), each level doubles the *smallest* voxel size and an
+    axis whose voxels are already that large is left alone (see :func:`_coarsened`).
+    ``levels`` is what the caller asked for: a level smaller than ``MIN_LEVEL_SIZE`` voxels
+    on an axis is an error, not silently dropped (:func:`auto_pyramid` chooses instead).
     """
     levels = check_positive_int(levels, "levels")
+    sizes = check_voxel_size(voxel_size, len(shape))
     shapes = []
     for k in reversed(range(levels)):
-        level_shape = tuple(math.ceil((n - 1) / 2**k) + 1 for n in shape)
+        level_shape = _coarsened(shape, sizes, k, clamp=False)
         if k > 0 and min(level_shape) < MIN_LEVEL_SIZE:
             raise ValueError(
                 f"`levels={levels}` shrinks the image {tuple(shape)} to {level_shape} at the "
-                f"coarsest level; keep at least {MIN_LEVEL_SIZE} voxels per axis: use fewer levels."
+                f"coarsest level; keep at least {MIN_LEVEL_SIZE} voxels per axis: use fewer levels "
+                f"(or leave `levels` unset to let the method choose)."
             )
         shapes.append(level_shape)
     return shapes
+
+
+def auto_pyramid(shape: Sequence[int], voxel_size=None) -> list[tuple[int, ...]]:
+    """A pyramid chosen from the image: level shapes, coarse to fine; the last is ``shape``.
+
+    Levels are added (each doubling the smallest voxel size, as in :func:`pyramid_shapes`)
+    until the coarsest level's largest axis has at most ``COARSEST_SIZE`` (32) voxels, up to
+    ``MAX_LEVELS``; no axis drops below ``MIN_LEVEL_SIZE`` (8) voxels, and a level that would
+    change nothing is not added. So a 2 mm brain (96 x 112 x 96) gets the 3 levels the defaults
+    were tuned with (coarsest 25 x 29 x 25), a 1 mm brain 4 with the same coarsest level, a
+    33 x 41 x 25 volume 2 (coarsest 17 x 21 x 13), and a 1 x 1 x 3 mm volume is first coarsened
+    in-plane only, until its voxels are about as large as the thick slices.
+    """
+    sizes = check_voxel_size(voxel_size, len(shape))
+    levels = 1
+    while levels < MAX_LEVELS:
+        coarsest = _coarsened(shape, sizes, levels - 1, clamp=True)
+        coarser = _coarsened(shape, sizes, levels, clamp=True)
+        if max(coarsest) <= COARSEST_SIZE or coarser == coarsest:
+            break
+        levels += 1
+    return [_coarsened(shape, sizes, k, clamp=True) for k in reversed(range(levels))]
+
+
+def _default_counts(schedule: Sequence[int], levels: int) -> list[int]:
+    """A method's default iterations for ``levels`` levels, from its tuned ``schedule`` (coarse first).
+
+    The schedule is anchored at the coarsest level, whose voxel size :func:`auto_pyramid` keeps
+    about the same for every image: fewer levels drop entries at the fine end, more levels repeat
+    the last entry.
+    """
+    return [schedule[min(k, len(schedule) - 1)] for k in range(levels)]
+
+
+def plan_pyramid(shape: Sequence[int], levels, iterations, schedule: Sequence[int],
+                 voxel_size=None) -> tuple[list[tuple[int, ...]], list[int], bool]:
+    """Level shapes (coarse to fine) and iterations per level for a method's options.
+
+    Args:
+        shape: the image's spatial shape.
+        levels: ``None`` (chosen from the image by :func:`auto_pyramid`; or, when
+            ``iterations`` is a list, as many levels as it has entries) or an int (exactly that
+            many, refused if the image is too small: :func:`pyramid_shapes`).
+        iterations: ``None`` (the method's tuned ``schedule``, adapted to the number of levels by
+            :func:`_default_counts`), one int for every level, or one int per level.
+        schedule: the method's default iterations per level, coarse to fine.
+        voxel_size: mm per axis, or ``None`` for isotropic voxels.
+
+    Returns:
+        ``(shapes, counts, automatic)``; ``automatic`` is True when the iteration counts are the
+        default ones, which are maximum counts (the levels stop on convergence), not exact ones.
+    """
+    if levels is None and isinstance(iterations, Sequence) and not isinstance(iterations, str):
+        levels = len(iterations)
+    if levels is None:
+        shapes = auto_pyramid(shape, voxel_size)
+    else:
+        shapes = pyramid_shapes(shape, levels, voxel_size)
+    if iterations is None:
+        return shapes, _default_counts(schedule, len(shapes)), True
+    return shapes, per_level(iterations, len(shapes)), False
 
 
 def downsample(image: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -302,11 +421,15 @@ def similarity_function(similarity, window=9, bins: int = 32) -> Callable:
 
     ``similarity`` is a name from :data:`SIMILARITIES` (``"mse"``, ``"ncc"`` with
     ``window``, ``"global_ncc"``, ``"mi"`` with ``bins``, ``"ngf"``) or a callable
-    ``f(fixed, warped) -> scalar`` used as it is.
+    ``f(fixed, warped) -> scalar`` used as it is. ``"ncc"`` is a
+    :class:`~regedu.classical.local_ncc.LocalNCC`: the value of :func:`regedu.losses.ncc`, about
+    twice as fast in a loop with one fixed image.
     """
     if callable(similarity):
         return similarity
     check_choice(similarity, "similarity", list(SIMILARITIES))
+    if similarity == "ncc":
+        return LocalNCC(window)
     term = SIMILARITIES[similarity]
     return lambda fixed, warped: term(fixed, warped, window, bins)
 
@@ -401,36 +524,76 @@ def _adam(parameters: list[torch.Tensor], lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(parameters, lr=lr)
 
 
+def _step_size(lr: float, iteration: int, iterations: int, warmup: int) -> float:
+    """Learning rate at ``iteration`` of ``iterations``: a cosine from ``lr`` down to ``lr / 10``,
+    times a linear ramp ``(iteration + 1) / (warmup + 1)`` over the first ``warmup`` iterations."""
+    progress = iteration / max(iterations - 1, 1)
+    ramp = min(1.0, (iteration + 1) / (warmup + 1))
+    return lr * ramp * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+
+
+def converged(history: Sequence[float], tolerance: float, window: int = CONVERGENCE_WINDOW) -> bool:
+    """Whether the loss stopped improving: its mean over the last ``window`` iterations is lower
+    than over the ``window`` before by less than ``tolerance`` times its magnitude (``tolerance <= 0``:
+    never). Means, not single values: Adam's early steps make the loss oscillate, and a value that
+    happens to sit above the one ``window`` steps before does not mean the level is done. Needs
+    ``2 * window`` losses, so a level runs at least that long (or its full count when shorter)."""
+    if tolerance <= 0 or len(history) < 2 * window:
+        return False
+    before = sum(history[-2 * window:-window]) / window
+    now = sum(history[-window:]) / window
+    return before - now <= tolerance * max(abs(before), 1e-12)
+
+
+def convergence_tolerance(tolerance, automatic: bool) -> float:
+    """The tolerance a level stops at (:func:`converged`): ``tolerance`` if given (a number >= 0),
+    else ``CONVERGENCE_TOLERANCE`` for a method's default iteration counts (``automatic``: they
+    are maximum counts) and 0 (run every iteration) for counts the caller chose."""
+    if tolerance is None:
+        return CONVERGENCE_TOLERANCE if automatic else 0.0
+    return check_number(tolerance, "tolerance")
+
+
 def optimise_level(loss_function: Callable[[], torch.Tensor], parameters: list[torch.Tensor],
-                   iterations: int, lr: float, level: int, callback: Callback | None, bar) -> list[float]:
+                   iterations: int, lr: float, level: int, callback: Callback | None, bar, *,
+                   warmup: int = 0, tolerance: float = 0.0, reported_lr: float | None = None) -> list[float]:
     """Minimise ``loss_function()`` over ``parameters`` with Adam; return the loss per iteration.
 
     Adam scales every step to about ``lr`` in each parameter's own units, so ``lr`` reads
     as "how far a parameter may move per iteration". The step size follows a cosine from
     ``lr`` down to ``lr / 10`` over the level, so the parameters settle instead of jittering
-    by ``lr`` around the optimum. After each step ``callback(level, iteration, loss)`` is
-    called and the bar advances. A NaN or infinite loss or parameter stops the run with a
-    ``FloatingPointError`` instead of returning garbage.
+    by ``lr`` around the optimum. ``warmup > 0`` ramps it up linearly over the first ``warmup``
+    iterations: Adam restarts on every level with empty moment estimates, and its first steps are
+    then about ``lr`` long whatever the gradient, enough to throw a solution that a coarser level
+    had converged to out of its basin; the ramp lets the moments learn that the gradient is
+    small (or noisy) first. With ``tolerance > 0`` the level stops early once the loss has
+    converged (:func:`converged`); the bar still advances by the whole level. After each step
+    ``callback(level, iteration, loss)`` is called and the bar advances. A NaN or infinite loss
+    or parameter stops the run with a ``FloatingPointError`` instead of returning garbage; its
+    message names ``reported_lr`` (the user's option, when ``lr`` was scaled for this level).
     """
+    reported_lr = lr if reported_lr is None else reported_lr
     optimizer = _adam(parameters, lr)
     history = []
     for iteration in range(iterations):
-        progress = iteration / max(iterations - 1, 1)
-        optimizer.param_groups[0]["lr"] = lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+        optimizer.param_groups[0]["lr"] = _step_size(lr, iteration, iterations, warmup)
         optimizer.zero_grad(set_to_none=True)
         try:
             loss = loss_function()
         except FloatingPointError as error:
-            raise _divergence_error(str(error), level, iteration, lr) from error
+            raise _divergence_error(str(error), level, iteration, reported_lr) from error
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise _divergence_error("the loss became NaN or infinite", level, iteration, lr)
+            raise _divergence_error("the loss became NaN or infinite", level, iteration, reported_lr)
         loss.backward()
         optimizer.step()
         if not all(bool(torch.isfinite(p).all()) for p in parameters):
-            raise _divergence_error("a parameter became NaN or infinite", level, iteration, lr)
+            raise _divergence_error("a parameter became NaN or infinite", level, iteration, reported_lr)
         history.append(value)
         if callback is not None:
             callback(level, iteration, value)
         bar.update()
+        if converged(history, tolerance):
+            bar.update(iterations - iteration - 1)
+            break
     return history

@@ -2,7 +2,9 @@
 
 :mod:`~regedu.data.samples` (the MNI template that ships with nilearn),
 :mod:`~regedu.data.synthetic` (seeded random fields, affines, label maps, images, subjects and
-toy shapes) and :mod:`~regedu.data.datasets` (torch Datasets of registration pairs).
+toy shapes), :mod:`~regedu.data.datasets` (torch Datasets of registration pairs) and
+:mod:`~regedu.data.varied` (varied 2D brain pairs: every level, orientation, deformation size,
+contrast, with or without a head, for networks that generalise).
 """
 
 from .check import PairReport, check_pair
@@ -10,12 +12,14 @@ from .datasets import LargeDeformationPairs, NiftiPairs, SynthMorphPairs, Templa
 from .io import (
     NiftiVolume,
     Padding,
+    grid_offset,
     load_disp,
     load_labels,
     load_nifti,
     normalize_intensity,
     pad_to_multiple,
     resample_like,
+    same_grid,
     save_nifti,
     unpad,
 )
@@ -40,6 +44,14 @@ from .synthetic import (
     synth_image,
     synth_labels,
     synth_subject,
+)
+from .varied import (
+    ORIENTATIONS,
+    BrainSlicePairs,
+    BrainVolumePairs,
+    add_synthetic_head,
+    brain_section,
+    cerebrum_levels,
 )
 
 __all__ = [
@@ -70,6 +82,13 @@ __all__ = [
     "synth_image",
     "synth_labels",
     "synth_subject",
+    # varied 2D brain pairs
+    "ORIENTATIONS",
+    "BrainSlicePairs",
+    "BrainVolumePairs",
+    "add_synthetic_head",
+    "brain_section",
+    "cerebrum_levels",
     # datasets
     "NiftiPairs",
     "SynthMorphPairs",
@@ -85,6 +104,8 @@ __all__ = [
     "normalize_intensity",
     "pad_to_multiple",
     "resample_like",
+    "same_grid",
+    "grid_offset",
     "save_nifti",
     "unpad",
     # check

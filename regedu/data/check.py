@@ -29,12 +29,26 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from ..checks import check_image, check_positive_int
+from ..checks import check_choice, check_image, check_positive_int
+from ..classical.common import gaussian_smooth
 from ..losses import global_ncc
 from ..metrics import dice
-from .io import load_labels, load_nifti
+from .io import grid_offset, load_labels, load_nifti
 
-__all__ = ["check_pair", "PairReport"]
+__all__ = ["check_pair", "PairReport", "SMOOTHING_SIGMA"]
+
+SMOOTHING_SIGMA = 2.0  # voxels: the smoothing of the coarsest level of a 3-level pyramid (4x smaller)
+_ADVICE = {  # interface -> the fixes the warnings suggest, in that interface's words
+    "python": {"affine": "start with an affine stage: regedu.register(moving, fixed, method='default') "
+                         "(affine, then B-spline)",
+               "mi": "similarity='mi'",
+               "normalise": "normalise with regedu.data.normalize_intensity({name})"},
+    "cli": {"affine": "start with an affine stage: --method default (affine, then B-spline)",
+            "mi": "--option similarity=mi",
+            "normalise": "leave out --no-normalize"},
+}
+
+MAX_LABELS = 5000  # more distinct values than this: not an anatomical label map (atlases have < 1100)
 
 
 @dataclass
@@ -100,7 +114,8 @@ def _load_label_map(x, name: str) -> torch.Tensor | None:
 
 def check_pair(moving, fixed, *, moving_labels=None, fixed_labels=None, moving_affine=None,
                fixed_affine=None, spacing=None, factor: int = 16, min_ncc: float = 0.3,
-               min_dice: float = 0.4, max_anisotropy: float = 1.25, verbose: bool = True) -> PairReport:
+               min_dice: float = 0.4, max_anisotropy: float = 1.25, method: str | None = None,
+               interface: str = "python", verbose: bool = True) -> PairReport:
     """Diagnose a moving/fixed pair before registration.
 
     Args:
@@ -115,32 +130,45 @@ def check_pair(moving, fixed, *, moving_labels=None, fixed_labels=None, moving_a
         factor: the network's down-sampling factor (``2**levels``); sizes should be
             divisible by it.
         min_ncc: warn when the global squared correlation of the intensities
-            (``-regedu.losses.global_ncc``, in ``[0, 1]``) is below this.
+            (``-regedu.losses.global_ncc``, in ``[0, 1]``) is below this, measured on the
+            images smoothed by a Gaussian of :data:`SMOOTHING_SIGMA` voxels: what the coarse
+            level of a registration pyramid sees, so that a shift of a few voxels, which
+            every method recovers, does not count as misaligned (``stats`` holds both values).
         min_dice: warn when the mean Dice of the label maps is below this.
         max_anisotropy: warn when the largest voxel side exceeds the smallest by this factor.
+        method: the registration method to be used, when known (a name from
+            :data:`regedu.api.METHODS`). One that starts with an affine stage (``"default"``,
+            ``"affine"``, ``"rigid"``, ``"affine+..."``) needs no rough alignment, so the
+            misalignment warnings (low NCC, low Dice) are left out; their numbers stay in ``stats``.
+        interface: ``"python"`` or ``"cli"``: the advice names Python calls
+            (``method='default'``) or the ``regedu`` command's options (``--method default``).
         verbose: print the report.
 
     Returns:
         A :class:`PairReport`; ``len(report)`` is the number of warnings.
     """
     factor = check_positive_int(factor, "factor")
+    check_choice(interface, "interface", list(_ADVICE))
+    advice = _misalignment_advice(method, interface)
     first = _load_image(moving, "moving", moving_affine)
     second = _load_image(fixed, "fixed", fixed_affine)
     report = PairReport()
     for item in (first, second):
         report.stats[f"{item.name.split()[0]} shape"] = tuple(item.image.shape[2:])
         _check_finite_values(item, report)
-        _check_range(item, report)
+        _check_range(item, report, interface)
     same_grid = _check_shapes(first, second, report)
     _check_orientation(first, second, report)
     _check_spacing(first, second, spacing, max_anisotropy, report)
+    if same_grid:
+        _check_headers(first, second, report)
     _check_divisible(first, second, factor, report)
     if same_grid:
-        _check_correlation(first, second, min_ncc, report)
+        _check_correlation(first, second, min_ncc, report, advice)
         labels = (_load_label_map(moving_labels, "moving_labels"),
                   _load_label_map(fixed_labels, "fixed_labels"))
         if labels[0] is not None and labels[1] is not None:
-            _check_dice(*labels, first.image.shape[2:], min_dice, report)
+            _check_dice(*labels, first.image.shape[2:], min_dice, report, advice)
     if verbose:
         print(report)
     return report
@@ -164,15 +192,16 @@ def _check_finite_values(item: _Input, report: PairReport) -> None:
         )
 
 
-def _check_range(item: _Input, report: PairReport) -> None:
+def _check_range(item: _Input, report: PairReport, interface: str) -> None:
     values = _finite(item.image)
     low, high = float(values.min()), float(values.max())
     short = item.name.split()[0]
     report.stats[f"{short} range"] = (round(low, 4), round(high, 4))
     if low < -1e-6 or high > 1 + 1e-6:
+        fix = _ADVICE[interface]["normalise"].format(name=short)
         report.warnings.append(
-            f"{item.name} intensities span [{low:.4g}, {high:.4g}], outside [0, 1]: normalise with "
-            f"regedu.data.normalize_intensity({short}) (percentile clip, then min-max to [0, 1])."
+            f"{item.name} intensities span [{low:.4g}, {high:.4g}], outside [0, 1]: {fix} (percentile "
+            f"clip, then min-max to [0, 1])."
         )
     if high - low <= 0:
         report.warnings.append(f"{item.name} is constant ({low:.4g} everywhere): there is nothing to align.")
@@ -200,6 +229,28 @@ def _check_orientation(first: _Input, second: _Input, report: PairReport) -> Non
             f"{first.name} is oriented {codes[0]} but {second.name} is {codes[1]}: the same tensor axis "
             f"points in different anatomical directions. Load both with regedu.data.load_nifti(path) "
             f"(canonical=True, the default) so that both are RAS."
+        )
+
+
+def _check_headers(first: _Input, second: _Input, report: PairReport) -> None:
+    """Same shape, but do the headers put voxel ``x`` at the same world point? An origin shift or a
+    rotation keeps the axis codes and voxel sizes, so only the affines themselves tell."""
+    if first.affine is None or second.affine is None:
+        return
+    codes = report.stats.get("orientation", ("", ""))
+    spacings = [report.stats.get(f"{name} spacing (mm)") for name in ("moving", "fixed")]
+    if codes[0] != codes[1] or not np.allclose(spacings[0], spacings[1], rtol=1e-3):
+        return  # already reported, with its own fix
+    shape = tuple(second.image.shape[2:])
+    offset = grid_offset(first.affine, second.affine, shape)
+    report.stats["header offset (mm)"] = round(offset, 4)
+    side = float(np.sqrt((second.affine[:3, :len(shape)] ** 2).sum(axis=0)).min())
+    if offset > 1e-3 * side:
+        report.warnings.append(
+            f"the headers put voxel x of {first.name} up to {offset:.3g} mm away from voxel x of "
+            f"{second.name} (an origin shift, a rotation or a flip): registering the arrays voxel to "
+            f"voxel ignores that. Resample the moving image onto the fixed grid first with "
+            f"regedu.data.resample_like(moving, moving_affine, {shape}, fixed_affine)."
         )
 
 
@@ -257,19 +308,36 @@ def _check_divisible(first: _Input, second: _Input, factor: int, report: PairRep
         )
 
 
-def _check_correlation(first: _Input, second: _Input, min_ncc: float, report: PairReport) -> None:
+def _misalignment_advice(method: str | None, interface: str) -> dict | None:
+    """The fixes a misalignment warning suggests, or ``None`` when ``method`` starts with an affine
+    stage (then a rough misalignment is its job, and the warnings would only mislead)."""
+    if method is not None:
+        from ..api import starts_with_affine  # regedu.api imports the methods; only needed here
+
+        if starts_with_affine(method):
+            return None
+    return _ADVICE[interface]
+
+
+def _check_correlation(first: _Input, second: _Input, min_ncc: float, report: PairReport,
+                       advice: dict | None) -> None:
+    """Global NCC as it is and on smoothed images; warn (with ``advice``) when the smoothed one is low."""
     a, b = _finite(first.image), _finite(second.image)
     if a.shape[1] != b.shape[1]:
         return
-    dtype = torch.promote_types(a.dtype, b.dtype)
-    score = float(-global_ncc(b.to(dtype), a.to(dtype)))
+    dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+    a, b = a.to(dtype), b.to(dtype)
+    score = float(-global_ncc(b, a))
+    smoothed = float(-global_ncc(gaussian_smooth(b, SMOOTHING_SIGMA), gaussian_smooth(a, SMOOTHING_SIGMA)))
     report.stats["global NCC before"] = round(score, 4)
-    if score < min_ncc:
+    report.stats["global NCC before, smoothed"] = round(smoothed, 4)
+    if smoothed < min_ncc and advice is not None:
         report.warnings.append(
             f"the global NCC (squared correlation of the intensities) before registration is "
-            f"{score:.3f} < {min_ncc}: the images are far apart, or differ in contrast. Deformable "
-            f"methods expect a rough (affine) alignment: start with an affine registration "
-            f"(regedu.register(moving, fixed, method='affine')) and check both show the same anatomy."
+            f"{smoothed:.3f} < {min_ncc} even on images smoothed by {SMOOTHING_SIGMA:g} voxels ({score:.3f} "
+            f"as they are): the images are far apart, or differ in contrast. Deformable methods expect a "
+            f"rough alignment: {advice['affine']}; check that both show the same anatomy, and for "
+            f"different contrasts use {advice['mi']}."
         )
 
 
@@ -285,8 +353,22 @@ def _integer_labels(labels: torch.Tensor, name: str, report: PairReport) -> torc
     return labels.long()
 
 
+def _too_many_labels(maps: Sequence[torch.Tensor], report: PairReport) -> bool:
+    """Warn (and return True) when a label map has more than :data:`MAX_LABELS` distinct values."""
+    for labels, name in zip(maps, ("moving_labels", "fixed_labels"), strict=True):
+        count = int(torch.unique(labels).numel())
+        if count > MAX_LABELS:
+            report.warnings.append(
+                f"{name} holds {count} distinct values, more than the {MAX_LABELS} labels an anatomical "
+                f"label map has: it looks like an image (or numbered instances) saved as integers. Dice "
+                f"skipped; give the label map of the image instead."
+            )
+            return True
+    return False
+
+
 def _check_dice(moving_labels: torch.Tensor, fixed_labels: torch.Tensor, spatial: Sequence[int],
-                min_dice: float, report: PairReport) -> None:
+                min_dice: float, report: PairReport, advice: dict | None) -> None:
     maps = []
     for labels, name in ((moving_labels, "moving_labels"), (fixed_labels, "fixed_labels")):
         if tuple(labels.shape[2:]) != tuple(spatial) or labels.shape[1] != 1:
@@ -296,7 +378,7 @@ def _check_dice(moving_labels: torch.Tensor, fixed_labels: torch.Tensor, spatial
             )
             return
         maps.append(_integer_labels(labels, name, report))
-    if maps[0] is None or maps[1] is None:
+    if maps[0] is None or maps[1] is None or _too_many_labels(maps, report):
         return
     scores = dice(maps[0], maps[1])
     if scores.numel() == 0:
@@ -304,9 +386,9 @@ def _check_dice(moving_labels: torch.Tensor, fixed_labels: torch.Tensor, spatial
         return
     mean = float(torch.nanmean(scores))
     report.stats["mean Dice before"] = round(mean, 4)
-    if mean < min_dice:
+    if mean < min_dice and advice is not None:
         report.warnings.append(
             f"the mean Dice of the label maps before registration is {mean:.3f} < {min_dice}: the "
-            f"structures barely overlap. Check that both maps use the same label numbers, then start "
-            f"with an affine registration (regedu.register(moving, fixed, method='affine'))."
+            f"structures barely overlap. Check that both maps use the same label numbers, then "
+            f"{advice['affine']}."
         )

@@ -272,16 +272,38 @@ def _pairs_from_folder(folder: Path) -> list[dict[str, Path | None]]:
             for m in images for f in images if m != f]
 
 
+def read_csv_table(path) -> tuple[list[str], list[dict[str, str]]]:
+    """``(columns, rows)`` of a CSV file with a header row, as spreadsheets save them.
+
+    UTF-8 with or without the byte-order mark that Excel writes ("CSV UTF-8"), any line ending
+    (CRLF, LF, CR); header names and cells are stripped of surrounding spaces. Another encoding
+    raises a ``ValueError`` that names the file, the first bad byte and how to re-save it.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [name.strip() for name in reader.fieldnames or []]
+            reader.fieldnames = columns
+            rows = [{key: (value or "").strip() for key, value in row.items() if key is not None}
+                    for row in reader]
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"the CSV file {str(path)!r} is not UTF-8 text (it holds the byte "
+            f"0x{error.object[error.start]:02x}, which UTF-8 does not allow there): save it as UTF-8 (in "
+            f"Excel: Save As > 'CSV UTF-8'; or `iconv -f latin1 -t utf-8 in.csv > out.csv`)."
+        ) from None
+    return columns, rows
+
+
 def _pairs_from_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        if "moving" not in columns or "fixed" not in columns:
-            raise ValueError(
-                f"the CSV file {str(path)!r} must have a header row with columns 'moving' and 'fixed' "
-                f"(optionally 'moving_labels' and 'fixed_labels'), got {columns}."
-            )
-        rows = [{key: (row.get(key) or None) for key in _PAIR_KEYS} for row in reader]
+    columns, table = read_csv_table(path)
+    if "moving" not in columns or "fixed" not in columns:
+        raise ValueError(
+            f"the CSV file {str(path)!r} must have a header row with columns 'moving' and 'fixed' "
+            f"(optionally 'moving_labels' and 'fixed_labels'), got {columns}."
+        )
+    rows = [{key: (row.get(key) or None) for key in _PAIR_KEYS} for row in table]
     if not rows:
         raise ValueError(f"the CSV file {str(path)!r} lists no pairs: add one row per (moving, fixed) pair.")
     return rows

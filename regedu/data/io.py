@@ -20,7 +20,9 @@ Physical space (millimetres, orientation) lives here and nowhere else
   never leaves a partial file (it writes a temporary file in the same folder,
   then renames it with ``os.replace``).
 * :func:`resample_like` moves an image onto another grid through world
-  coordinates, :func:`normalize_intensity` maps intensities to ``[0, 1]``,
+  coordinates, optionally through a registration's field as well, with one
+  interpolation; :func:`same_grid` and :func:`grid_offset` say whether two headers
+  put voxel ``x`` at the same place. :func:`normalize_intensity` maps intensities to ``[0, 1]``,
   :func:`pad_to_multiple` / :func:`unpad` make sizes divisible by a network's
   down-sampling factor and back, exactly.
 
@@ -50,8 +52,19 @@ describes, and pulls: ``warped(x) = moving(x + disp(x))``):
     ``DisplacementFieldTransform`` maps a point ``p`` of the fixed grid to
     ``p + u(p)`` in the moving image, the same pull convention as regedu, so a
     regedu field saved with the fixed image's affine can be applied with
-    ``antsApplyTransforms -d 3 -i moving.nii.gz -r fixed.nii.gz -t disp.nii.gz``
-    (when moving and fixed share that grid, as they do inside regedu). 3D only.
+    ``antsApplyTransforms -d 3 -i moving.nii.gz -r fixed.nii.gz -t disp.nii.gz``;
+    ITK reads the moving image at ``p + u(p)`` through the moving file's own
+    header, as :func:`resample_like` with ``disp=`` does, whatever its grid.
+    2D fields are written as ITK writes them: ``(X, Y, 1, 1, 2)``, intent
+    ``vector``, ``u_LPS = diag(-1, -1) @ affine[:2, :2] @ d``; ITK reads them as a
+    2D ``DisplacementFieldTransform`` (``antsApplyTransforms -d 2``) whose grid is
+    the x, y part of the header, so the slice must lie in the world x-y plane
+    (as an axial slice saved by regedu does). The 2D *images* must be true 2D
+    NIfTI files (``dim[0] = 2``, what :func:`save_nifti` writes for a 2D tensor):
+    ITK reads an ``(X, Y, 1)`` file as a 2D image with the identity direction, so
+    a RAS slice would come out mirrored under ``antsApplyTransforms -d 2``
+    (measured in ``benchmarks/headers.py``). SimpleITK, reading such a file as 3D
+    and slicing it, is unaffected.
 """
 
 from __future__ import annotations
@@ -76,7 +89,7 @@ from ..checks import (
     check_image,
     check_positive_int,
 )
-from ..warps import affine_to_disp, warp, warp_labels
+from ..warps import identity_grid, sample
 
 __all__ = [
     "NiftiVolume",
@@ -84,8 +97,12 @@ __all__ = [
     "load_nifti",
     "load_labels",
     "load_disp",
+    "nifti_shape",
+    "DegenerateAffineError",
     "save_nifti",
     "resample_like",
+    "same_grid",
+    "grid_offset",
     "normalize_intensity",
     "pad_to_multiple",
     "unpad",
@@ -99,6 +116,7 @@ VOXEL_FIELD_NAME = "regedu-voxels"
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 _IDENTITY_ORIENTATION = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
 _SUFFIXES = (".nii.gz", ".nii")
+_MAX_GZIP_RATIO = 1100  # DEFLATE inflates by at most about 1032:1
 _READ_ERRORS = (
     nib.filebasedimages.ImageFileError,
     nib.spatialimages.HeaderDataError,
@@ -107,6 +125,10 @@ _READ_ERRORS = (
     ValueError,
     zlib.error,
 )
+
+
+class DegenerateAffineError(ValueError):
+    """A header whose voxel-to-world affine gives an axis no direction (e.g. an all-zero sform)."""
 
 
 class NiftiVolume(NamedTuple):
@@ -169,10 +191,50 @@ def _open_nifti(path: Path):
 
 def _read_array(img, path: Path, dtype=None) -> np.ndarray:
     """The voxel values with the header's scaling applied; ``dtype`` forces a float type."""
+    _check_declared_size(img, path, np.dtype(dtype).itemsize if dtype is not None else 8)
     try:
         return img.get_fdata(dtype=dtype) if dtype is not None else np.asanyarray(img.dataobj)
     except _READ_ERRORS as err:
         raise _unreadable(path, err) from err
+
+
+def _declared_bytes(img) -> int:
+    """Bytes of voxel data that the header declares: the product of its dimensions times the
+    on-disk element size."""
+    return int(np.prod([int(n) for n in img.shape], dtype=object)) * img.get_data_dtype().itemsize
+
+
+def _check_declared_size(img, path: Path, out_itemsize: int) -> None:
+    """Refuse, before reading, a file whose header declares more voxel data than the file can hold
+    or than memory can take.
+
+    An uncompressed ``.nii`` must hold ``vox_offset`` + the declared bytes exactly; a ``.nii.gz``
+    cannot inflate by more than :data:`_MAX_GZIP_RATIO` (DEFLATE's limit is about 1032:1). Memory
+    needed: the file's array plus the ``out_itemsize``-byte copy per voxel made from it.
+    """
+    from ..memory import NotEnoughMemory, available_bytes, describe_bytes
+
+    declared = _declared_bytes(img)
+    size = path.stat().st_size
+    grid = "x".join(str(int(n)) for n in img.shape)
+    what = f"{grid} voxels of {img.get_data_dtype()} ({describe_bytes(declared)})"
+    if path.name.lower().endswith(".gz"):
+        if declared > _MAX_GZIP_RATIO * size + 2**20:
+            raise ValueError(f"{str(path)!r} declares {what} in its header, but a {describe_bytes(size)} "
+                             f"gzip file cannot hold that much: the header is wrong or the file was cut "
+                             f"short. Re-download or re-export it.")
+    elif size < int(img.header["vox_offset"]) + declared:
+        raise ValueError(f"{str(path)!r} declares {what} in its header, but the file holds only "
+                         f"{describe_bytes(size)}: it is truncated or its header is wrong. Re-download "
+                         f"or re-export it.")
+    needed = declared + int(np.prod([int(n) for n in img.shape], dtype=object)) * out_itemsize
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise NotEnoughMemory(
+            f"reading {str(path)!r} ({what}) needs about {describe_bytes(needed)} of memory but "
+            f"{describe_bytes(available)} are free: crop or downsample the volume first (e.g. FSL "
+            f"`fslroi`, ANTs `ResampleImage`), or use a machine with more memory."
+        )
 
 
 def _grid_shape(shape: Sequence[int], path: Path, vector_axes: int = 0) -> tuple[int, int, int]:
@@ -207,9 +269,12 @@ def _reorient(data: np.ndarray, affine: np.ndarray, canonical: bool):
     """
     orientation = io_orientation(affine) if canonical else _IDENTITY_ORIENTATION
     if np.isnan(orientation).any():
-        raise ValueError(
-            f"the affine {affine.tolist()} is degenerate (an axis has no direction), so the volume "
-            f"cannot be reoriented. Load it with canonical=False or repair the header."
+        raise DegenerateAffineError(
+            f"the header's voxel-to-world affine {np.round(affine, 4).tolist()} is degenerate (an axis has "
+            f"no direction, e.g. an all-zero sform), so the volume cannot be placed in space. Repair the "
+            f"header (FSL: `fslorient -copyqform2sform FILE` when its qform is valid, or `fslcpgeom "
+            f"REFERENCE FILE` to copy the geometry of the image it belongs to), or load it in the file's "
+            f"voxel order with load_nifti(path, canonical=False)."
         )
     shape = data.shape[:3]
     return apply_orientation(data, orientation), affine @ inv_ornt_aff(orientation, shape), orientation
@@ -263,6 +328,22 @@ def load_nifti(path, canonical: bool = True) -> NiftiVolume:
     data, affine, _ = _drop_flat_axis(data, affine)
     image = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None, None]
     return NiftiVolume(image, affine, _spacing(affine, data.ndim))
+
+
+def nifti_shape(path, canonical: bool = True) -> tuple[int, ...]:
+    """The spatial shape of the tensor that :func:`load_nifti` would return, from the header alone.
+
+    Reads no voxel data, but checks what can be checked without it: the file is NIfTI, holds one
+    2D or 3D image, and is large enough for (and fits in memory with) the grid its header
+    declares. Raises like :func:`load_nifti`; used to check a long list of files up front.
+    """
+    path = _input_path(path)
+    img = _open_nifti(path)
+    grid = _grid_shape(img.shape, path)
+    _check_declared_size(img, path, 4)
+    empty = np.broadcast_to(np.zeros((), dtype=np.uint8), grid)  # a view: no voxel is allocated
+    oriented, affine, _ = _reorient(empty, img.affine, canonical)
+    return tuple(int(n) for n in _drop_flat_axis(oriented, affine)[0].shape)
 
 
 def load_labels(path, canonical: bool = True) -> NiftiVolume:
@@ -328,10 +409,13 @@ def _field_in_file_voxels(img, path: Path) -> np.ndarray:
     data = _read_array(img, path, np.float64)
     if kind in ("vector", "displacement vector"):
         grid = _grid_shape(data.shape, path, vector_axes=1)
+        if kind == "vector" and data.shape[-1] == 2 and grid[2] == 1:
+            return _itk_2d_field_in_voxels(data.reshape(grid[:2] + (2,)), img.affine, path)
         if data.shape[-1] != 3 or 1 in grid:
             raise ValueError(
                 f"{str(path)!r} holds {data.shape[-1]}-component vectors on a grid of shape {grid}; "
-                f"physical fields are read for 3D volumes only (3 components)."
+                f"physical fields are read for 3D volumes (3 components) and, in ITK's convention "
+                f"(intent 'vector'), for 2D slices (X, Y, 1, 1, 2)."
             )
         world = data.reshape(grid + (3,))
         if kind == "vector":  # ITK/ANTs: LPS millimetres
@@ -348,6 +432,28 @@ def _field_in_file_voxels(img, path: Path) -> np.ndarray:
         f"shape {tuple(data.shape)}). Expected a file written by regedu.data.save_nifti(..., field=...) "
         f"or an ITK/ANTs warp (5D, intent 'vector')."
     )
+
+
+def _check_itk_plane(affine: np.ndarray, what: str) -> None:
+    """ITK reads a 2D image's grid from the header's top-left 2 x 2 (LPS x, y): the slice's two
+    axes must lie in the world x-y plane (no z component), or ITK would misplace it."""
+    in_plane = affine[:3, :2]
+    if np.abs(in_plane[2]).max() > 1e-6 * np.abs(in_plane).max():
+        raise ValueError(
+            f"{what}: this 2D slice is not in the world x-y plane (its axes have z components "
+            f"{in_plane[2].round(4).tolist()} mm per voxel), and ITK places a 2D field with the x, y "
+            f"part of the header only. Use field='voxels', or save the field of the 3D volume."
+        )
+
+
+def _itk_2d_field_in_voxels(vectors: np.ndarray, affine: np.ndarray, path: Path) -> np.ndarray:
+    """ITK's 2D field ``(X, Y, 2)`` in LPS mm -> ``(X, Y, 1, 3)`` voxels of the file's grid
+    (the through-plane component is 0): ``d = inv(M2) @ diag(-1, -1) @ u`` with ``M2`` the
+    header's top-left 2 x 2."""
+    _check_itk_plane(affine, repr(str(path)))
+    ras = vectors * _RAS_TO_LPS.diagonal()[:2]
+    voxels = ras @ np.linalg.inv(affine[:2, :2]).T
+    return np.concatenate([voxels, np.zeros_like(voxels[..., :1])], axis=-1)[:, :, None, :]
 
 
 def _reorient_vectors(voxels: np.ndarray, orientation: np.ndarray) -> np.ndarray:
@@ -443,16 +549,14 @@ def save_nifti(tensor: torch.Tensor, path, affine=None, overwrite: bool = False,
 
 
 def _volume_image(tensor, affine: np.ndarray):
-    ndim = check_image(tensor, "tensor")
+    check_image(tensor, "tensor")
     if tensor.shape[:2] != (1, 1):
         raise ValueError(
             f"save_nifti writes one image (1, 1, *spatial) at a time, got shape {tuple(tensor.shape)}. "
             f"Pick one with tensor[i:i + 1, c:c + 1]; for a displacement field pass field='voxels'."
         )
-    array = _numpy_for_nifti(tensor[0, 0])
-    if ndim == 2:
-        array = array[:, :, None]
-    return nib.Nifti1Image(array, affine, dtype=array.dtype)
+    array = _numpy_for_nifti(tensor[0, 0])  # a 2D image stays 2D (dim[0] = 2): ITK, and so ANTs'
+    return nib.Nifti1Image(array, affine, dtype=array.dtype)  # `-d 2`, keep its direction only then
 
 
 def _field_image(disp, affine: np.ndarray, field: str):
@@ -469,17 +573,29 @@ def _field_image(disp, affine: np.ndarray, field: str):
         img = nib.Nifti1Image(voxels.astype(np.float32), affine)
         img.header.set_intent("none", name=VOXEL_FIELD_NAME)
         return img
-    if ndim != 3:
-        raise ValueError(
-            f"field={field!r} writes physical vectors for 3D volumes; got a 2D field "
-            f"{tuple(disp.shape)}. Save 2D fields with field='voxels'."
-        )
+    if ndim == 2:
+        return _itk_2d_field_image(voxels, affine, field, tuple(disp.shape))
     world = voxels @ affine[:3, :3].T  # u_RAS = M @ d at every voxel
     code = NIFTI_INTENT_DISPVECT
     if field == "itk":
         world, code = world @ _RAS_TO_LPS, NIFTI_INTENT_VECTOR
     img = nib.Nifti1Image(world[:, :, :, None, :].astype(np.float32), affine)
     img.header.set_intent(code)
+    return img
+
+
+def _itk_2d_field_image(voxels: np.ndarray, affine: np.ndarray, field: str, shape: tuple):
+    """A 2D field ``(H, W, 2)`` in voxels -> ITK's 2D layout ``(H, W, 1, 1, 2)``, LPS mm, intent
+    'vector': ``u = diag(-1, -1) @ M2 @ d`` with ``M2`` the affine's top-left 2 x 2."""
+    if field != "itk":
+        raise ValueError(
+            f"field={field!r} writes 3-component vectors of 3D volumes; got a 2D field {shape}. "
+            f"Save 2D fields with field='voxels' or field='itk'."
+        )
+    _check_itk_plane(affine, "save_nifti(field='itk')")
+    lps = (voxels @ affine[:2, :2].T) * _RAS_TO_LPS.diagonal()[:2]
+    img = nib.Nifti1Image(lps[:, :, None, None, :].astype(np.float32), affine)
+    img.header.set_intent(NIFTI_INTENT_VECTOR)
     return img
 
 
@@ -490,6 +606,10 @@ def _write_atomically(img, path: Path) -> None:
     try:
         nib.save(img, str(temporary))
         os.replace(temporary, path)
+    except OSError as error:  # name the user's file, not the hidden temporary one
+        from ..outputs import write_failure
+
+        raise write_failure(path, error) from None
     finally:
         if temporary.exists():
             temporary.unlink()
@@ -516,33 +636,49 @@ def _voxel_map(affine: np.ndarray, target_affine: np.ndarray, ndim: int) -> np.n
     return full[:ndim][:, columns]
 
 
-def _extend_grid(x: torch.Tensor, shape: Sequence[int], padding: str) -> torch.Tensor:
-    """Grow ``x``'s spatial axes at their far end to ``shape``, as ``padding`` would see it.
+def _sampling_points(voxel_map: np.ndarray, target_shape: Sequence[int], disp: torch.Tensor | None,
+                     device, dtype) -> torch.Tensor:
+    """Voxel positions in the source grid read for each target voxel: ``(B, ndim, *target_shape)``.
 
-    Voxel indices of existing voxels do not change. ``"border"`` repeats the last
-    voxel, ``"zeros"`` appends zeros, so warping the extended image samples exactly
-    what warping the original with that padding would.
+    Target voxel ``x`` is moved by ``disp`` (voxels of the target grid, or not at all when
+    ``None``) and then mapped by ``voxel_map`` ``[M | t]``: ``M (x + disp(x)) + t``.
     """
-    for axis, (size, wanted) in enumerate(zip(x.shape[2:], shape, strict=True)):
-        if wanted > size:
-            index = torch.arange(wanted, device=x.device).clamp(max=size - 1)
-            x = x.index_select(2 + axis, index)
-            if padding == "zeros":
-                x.narrow(2 + axis, size, wanted - size).zero_()
-    return x
+    ndim = len(target_shape)
+    A = torch.as_tensor(voxel_map, device=device, dtype=dtype)
+    where = identity_grid(target_shape, device=device, dtype=dtype)[None]
+    if disp is not None:
+        where = where + disp.to(device=device, dtype=dtype)
+    moved = torch.einsum("ij,bj...->bi...", A[:, :ndim], where)
+    return moved.add_(A[:, ndim].view(1, ndim, *([1] * ndim)))
+
+
+def _check_target_disp(disp, ndim: int, target_shape: tuple[int, ...]) -> None:
+    """``disp`` must be ``None`` or a field ``(B, ndim, *target_shape)`` on the target grid."""
+    if disp is None:
+        return
+    check_disp(disp, "disp", ndim=ndim)
+    if tuple(disp.shape[2:]) != target_shape:
+        raise ValueError(
+            f"`disp` must lie on the target grid {target_shape} (it is the registration's field on "
+            f"the fixed grid), got spatial shape {tuple(disp.shape[2:])}."
+        )
+    check_finite(disp, "disp")
 
 
 def resample_like(image: torch.Tensor, affine, target_shape: Sequence[int], target_affine,
-                  mode: str | None = None, padding: str = "zeros") -> torch.Tensor:
-    """Resample ``image`` onto another grid through world coordinates.
+                  mode: str | None = None, padding: str = "zeros", disp: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    """Resample ``image`` onto another grid through world coordinates, optionally through a field.
 
     Each voxel ``x`` of the target grid is mapped to world millimetres with
     ``target_affine``, then to a (fractional) voxel of ``image``'s grid with the
-    inverse of ``affine``; ``image`` is sampled there with :func:`regedu.warps.warp`,
-    the voxel-to-voxel map being an affine turned into a displacement field
-    (:func:`regedu.warps.affine_to_disp`). ``warp`` needs the field on the image's
-    grid, so both grids are first extended to a common size (their element-wise
-    maximum) at the far end, which changes no index, and the result is cropped.
+    inverse of ``affine``; ``image`` is sampled there with :func:`regedu.warps.sample`.
+    With ``disp`` (a registration's field on the target grid, in target voxels) the
+    target voxel is first moved to ``x + disp(x)``: ``out(x) = image(V(x + disp(x)))``
+    with ``V`` the voxel-to-voxel map of the two headers. That is how ITK and ANTs apply
+    a displacement field between two images with their own headers
+    (``antsApplyTransforms -i image -r target -t disp``), and it interpolates ``image``
+    once, however different the grids.
 
     Args:
         image: ``(B, C, *spatial)`` floating image, or an integer label map ``(B, 1, *spatial)``.
@@ -551,7 +687,12 @@ def resample_like(image: torch.Tensor, affine, target_shape: Sequence[int], targ
         target_affine: ``(4, 4)`` voxel-to-world matrix of the new grid.
         mode: ``"bilinear"`` (trilinear in 3D) or ``"nearest"``; default bilinear for
             images and nearest for integer label maps (the only mode they accept).
-        padding: value outside ``image``: ``"zeros"`` (default) or ``"border"``.
+        padding: value outside ``image``: ``"zeros"`` (default; the last half voxel blends
+            towards 0), ``"border"`` (the edge value everywhere outside), or ``"itk"``: the
+            edge value up to half a voxel beyond the edge voxel centres (the image's extent),
+            0 farther out, as ITK's and ANTs' resampling does.
+        disp: optional ``(1 or B, ndim, *target_shape)`` displacement in voxels of the target
+            grid (pull convention); ``None`` resamples without moving.
 
     Returns:
         ``(B, C, *target_shape)``, dtype and device of ``image``.
@@ -560,7 +701,8 @@ def resample_like(image: torch.Tensor, affine, target_shape: Sequence[int], targ
     target_shape = tuple(check_positive_int(int(n), "target_shape") for n in target_shape)
     if len(target_shape) != ndim:
         raise ValueError(f"`target_shape` must have {ndim} sizes for a {ndim}D image, got {target_shape}.")
-    check_choice(padding, "padding", ("zeros", "border"))
+    check_choice(padding, "padding", ("zeros", "border", "itk"))
+    _check_target_disp(disp, ndim, target_shape)
     is_labels = not image.is_floating_point()
     mode = mode or ("nearest" if is_labels else "bilinear")
     check_choice(mode, "mode", ("bilinear", "nearest"))
@@ -568,16 +710,52 @@ def resample_like(image: torch.Tensor, affine, target_shape: Sequence[int], targ
         raise TypeError(f"integer label maps can only be resampled with mode='nearest', got {mode!r}. "
                         f"For an image, convert it with image.float().")
     voxel_map = _voxel_map(_affine_matrix(affine), _affine_matrix(target_affine, "target_affine"), ndim)
-    work_shape = tuple(max(a, b) for a, b in zip(image.shape[2:], target_shape, strict=True))
-    dtype = image.dtype if not is_labels else torch.float32
-    A = torch.as_tensor(voxel_map, dtype=dtype, device=image.device)[None]
-    disp = affine_to_disp(A, work_shape)
-    extended = _extend_grid(image, work_shape, padding)
-    if is_labels:
-        moved = warp_labels(extended, disp, method="nearest", padding=padding)
-    else:
-        moved = warp(extended, disp, mode=mode, padding=padding)
-    return moved[(..., *(slice(0, n) for n in target_shape))]
+    dtype = image.dtype if not is_labels else torch.float32  # labels: positions only pick a voxel
+    points = _sampling_points(voxel_map, target_shape, disp, image.device, dtype)
+    if padding != "itk":
+        return sample(image, points, mode=mode, padding=padding)
+    moved = sample(image, points, mode=mode, padding="border")
+    return moved.masked_fill(~_within_extent(points, image.shape[2:]).unsqueeze(1), 0)
+
+
+def _within_extent(points: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """``(B, *out)`` bool: whether each position ``(B, ndim, *out)`` lies within half a voxel of the
+    grid ``shape``'s voxel centres along every axis (ITK's ``IsInsideBuffer``)."""
+    inside = None
+    for axis, n in enumerate(shape):
+        valid = (points[:, axis] >= -0.5) & (points[:, axis] < n - 0.5)
+        inside = valid if inside is None else inside & valid
+    return inside
+
+
+def same_grid(affine, shape: Sequence[int], target_affine, target_shape: Sequence[int],
+              tolerance: float = 1e-3) -> bool:
+    """Whether two grids coincide: same shape, and every voxel at the same world position.
+
+    ``tolerance`` is a fraction of the smallest voxel side. When this is ``False``, voxel
+    ``x`` of one image is not voxel ``x`` of the other (a different size, spacing, origin,
+    rotation or flip in the headers) and an image must be resampled through the headers
+    (:func:`resample_like`) before the two can be compared voxel by voxel.
+    """
+    if tuple(shape) != tuple(target_shape):
+        return False
+    return grid_offset(affine, target_affine, target_shape) <= tolerance * min(
+        _spacing(_affine_matrix(target_affine), len(target_shape)))
+
+
+def grid_offset(affine, target_affine, target_shape: Sequence[int]) -> float:
+    """Largest distance in mm between the world positions of voxel ``x`` under two headers.
+
+    Measured over the voxels of a grid ``target_shape`` (at its corners, where an affine
+    difference is largest): 0 when the headers agree, the origin shift for a translated
+    header, and up to the image's extent for a flipped one.
+    """
+    ndim = len(target_shape)
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in target_shape], indexing="ij")).reshape(ndim, -1)
+    homogeneous = np.zeros((4, corners.shape[1]))
+    homogeneous[:ndim], homogeneous[3] = corners, 1.0
+    difference = (_affine_matrix(affine) - _affine_matrix(target_affine, "target_affine")) @ homogeneous
+    return float(np.sqrt((difference[:3] ** 2).sum(axis=0)).max())
 
 
 # ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ grid of control points ``smoothness`` voxels apart, interpolated with the cubic 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,8 +128,12 @@ def _control_points(size: int, spacing: float) -> int:
     return math.ceil((size - 1) / spacing) + 3
 
 
+@functools.lru_cache(maxsize=64)
 def _bspline_matrix(size: int, spacing: float, device, dtype) -> torch.Tensor:
-    """Weights ``(size, count)``: voxel ``i`` from control point ``k`` at ``(k - 1) * spacing``."""
+    """Weights ``(size, count)``: voxel ``i`` from control point ``k`` at ``(k - 1) * spacing``.
+
+    Cached (the same few sizes and spacings come back in every training batch); callers only
+    read the result, never write to it."""
     count = _control_points(size, spacing)
     voxels = torch.arange(size, device=device, dtype=dtype)[:, None]
     knots = (torch.arange(count, device=device, dtype=dtype)[None, :] - 1) * spacing

@@ -15,10 +15,23 @@ __all__ = ["PRETRAINED", "pretrained", "pretrained_path"]
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
+_BRAIN2D = ("VoxelMorph (2D, 96x112 brain sections at 2 mm) trained on varied pairs (every axial level of "
+            "the cerebrum, small to large deformations, intensity changes, with or without a head): ")
 PRETRAINED = {
-    "voxelmorph2d_brain": "VoxelMorph (2D, 96x112 axial MNI slices at 2 mm), unsupervised: local NCC + "
-                          "diffusion, trained on synthetic subject-to-subject pairs",
-    "voxelmorph2d_brain_diff": "the same, diffeomorphic (stationary velocity, 7 scaling-and-squaring steps)",
+    "voxelmorph2d_brain": _BRAIN2D + "unsupervised, local NCC + diffusion (weight 1)",
+    "voxelmorph2d_brain_diff": _BRAIN2D + "unsupervised and diffeomorphic (stationary velocity, 7 "
+                               "scaling-and-squaring steps), local NCC + diffusion (weight 1)",
+    "voxelmorph2d_brain_supervised": _BRAIN2D + "supervised by the true field (end-point error)",
+    "voxelmorph2d_brain_labels": _BRAIN2D + "label-supervised: Dice of the warped tissue labels + local "
+                                 "NCC + diffusion (weight 1)",
+    "voxelmorph2d_brain_lambda0.01": _BRAIN2D + "unsupervised, local NCC + diffusion with weight 0.01",
+    "voxelmorph2d_brain_lambda0.1": _BRAIN2D + "unsupervised, local NCC + diffusion with weight 0.1",
+    "voxelmorph2d_brain_lambda10": _BRAIN2D + "unsupervised, local NCC + diffusion with weight 10",
+    "synthmorph2d": "VoxelMorph (2D, 96x112) trained SynthMorph-style on random label maps with random "
+                    "contrasts only (never a brain): Dice of the warped label maps + diffusion",
+    "toy_voxelmorph2d": "single-scale VoxelMorph (2D, 64x64) for notebook 06's disk pushed 12 to 20 voxels",
+    "toy_voxelmorph2d_diff": "the same, diffeomorphic",
+    "toy_pyramid2d": "PyramidNet (3 levels, coarse to fine) for notebook 06's disk pushed 12 to 20 voxels",
 }
 
 
@@ -31,7 +44,8 @@ def pretrained_path(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing from this installation; recreate it with "
-            f"`python scripts/train_pretrained.py {name}` (about 10 minutes on a CPU)."
+            f"`python scripts/train_pretrained.py {name}` (a 2D model takes a few hours on a laptop CPU, "
+            f"minutes on a GPU; the run can be stopped and continued)."
         )
     return path
 
