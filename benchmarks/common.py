@@ -250,7 +250,7 @@ def environment(device: torch.device, packages: Sequence[str] = ()) -> dict[str,
     """What the numbers depend on: versions, device, threads, time, command line."""
     info: dict[str, object] = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([Path(sys.executable).name, *(without_machine_paths(a) for a in sys.argv)]),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": str(device),
@@ -323,6 +323,11 @@ def write_results(path: Path, title: str, notes: str, columns: Sequence[str],
     ])
     path.write_text(text + "\n")
     return path
+
+
+def without_machine_paths(argument: str) -> str:
+    """A command-line argument as a results file may record it: an absolute path becomes its file name."""
+    return Path(argument).name if os.path.isabs(argument) else argument
 
 
 def default_output(name: str, device: torch.device, quick: bool) -> Path:

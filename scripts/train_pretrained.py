@@ -4,7 +4,7 @@
     python scripts/train_pretrained.py voxelmorph2d_brain          # train (or continue) one model
     python scripts/train_pretrained.py                             # every unfinished model, in order
     python scripts/train_pretrained.py voxelmorph2d_brain --minutes 30   # stop after 30 min; rerun to go on
-    python scripts/train_pretrained.py voxelmorph2d_brain --steps 50 --out /tmp/w  # a quick try-out
+    python scripts/train_pretrained.py voxelmorph2d_brain --steps 50 --out tryout  # a quick try-out
 
 Each recipe trains for a fixed number of steps (not minutes), so a shipped model does not depend
 on how busy the machine was. Training is resumable: every ``--checkpoint-every`` steps the model,
