@@ -317,7 +317,7 @@ def score(pair: Pair, outcome: Outcome) -> dict[str, float]:
     labels = sorted(set(torch.unique(pair.fixed_labels).tolist()) - {0})
     dice = metrics.dice(outcome.warped_labels, pair.fixed_labels, labels=labels)
     dice_before = metrics.dice(pair.moving_labels, pair.fixed_labels, labels=labels)
-    hd95 = metrics.hd95(outcome.warped_labels, pair.fixed_labels, labels=labels, spacing=pair.spacing)
+    hd95 = metrics.hd95(outcome.warped_labels, pair.fixed_labels, labels=labels, voxel_size=pair.spacing)
     hd95 = torch.where(torch.isfinite(hd95), hd95, torch.nan)  # a label absent from one side: no distance
     nearest = warp_labels(pair.moving_labels, outcome.disp)
     return {

@@ -67,9 +67,9 @@ from common import (
 )
 from torch import nn
 
+from regedu.kernels import resample
 from regedu.losses import diffusion, mse
 from regedu.models import LightVoxelMorph, PyramidNet, VoxelMorph
-from regedu.warps import _resample
 
 SHAPES = ["96x112x96", "160x192x224"]
 QUICK_SHAPES = ["32x48x32"]
@@ -247,7 +247,7 @@ def integrate_like_voxelmorph(velocity: torch.Tensor) -> torch.Tensor:
 
     disp = resize(velocity, 1 / DOWNSIZE) / 2 ** STEPS
     for _ in range(STEPS):
-        disp = disp + _resample(disp, disp, padding="zeros")
+        disp = disp + resample(disp, disp, padding="zeros")
     return resize(disp, DOWNSIZE)
 
 

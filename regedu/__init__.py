@@ -3,7 +3,9 @@
 Modules (one concept each): :mod:`regedu.warps` (grids, warping, composition, integration,
 affines, Jacobians), :mod:`regedu.losses` (similarity terms and regularisers),
 :mod:`regedu.metrics` (Dice, folding, SDlogJ, HD95, TRE), :mod:`regedu.checks` (the input
-validators they share), :mod:`regedu.data` (offline brain, synthetic data, NIfTI, datasets),
+validators they share), :mod:`regedu.kernels` (the unchecked fast path behind warps and losses, for
+loops), :mod:`regedu.filters` (Gaussian and box smoothing), :mod:`regedu.bspline` (the cubic
+B-spline basis), :mod:`regedu.data` (offline brain, synthetic data, NIfTI, datasets),
 :mod:`regedu.classical` (per-pair optimisation), :mod:`regedu.models` and :mod:`regedu.train`
 (learned registration), :mod:`regedu.viz` and :mod:`regedu.widgets` (figures and sliders,
 imported on demand because they load matplotlib and ipywidgets).

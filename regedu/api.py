@@ -10,6 +10,14 @@ Learned methods (:data:`LEARNED_METHODS`) run a trained network instead of an op
 ``"voxelmorph"`` is one forward pass of ``model=`` (a checkpoint path or a module; default the
 shipped 2D brain VoxelMorph, :func:`regedu.models.pretrained`), ``"voxelmorph+io"`` refines that
 network's field on the pair by a few gradient steps (:func:`regedu.train.instance_optimize`).
+In every name ``+`` means "then, starting from the previous stage's result": ``"affine+bspline"``
+is the affine registration, then the B-spline from its affine; ``"voxelmorph+io"`` is the network,
+then instance optimisation (io) from its field.
+
+Option names keep one meaning across methods: ``int_steps`` is the number of scaling-and-squaring
+steps (``"svf"``), ``steps`` a number of optimiser steps (``"voxelmorph+io"``), ``control_spacing``
+the B-spline's control-point spacing in voxels and ``voxel_size`` the image's voxel size in mm. The
+older ``steps`` of ``"svf"`` and ``spacing`` of the B-spline still work, with a ``DeprecationWarning``.
 Any regedu model works as ``model=`` (VoxelMorph, LightVoxelMorph, PyramidNet, AffineNet, Cascade).
 """
 
@@ -178,8 +186,8 @@ def _check_similarity(given: dict, defaults: dict, shape) -> None:
             for loss in losses[1:]:
                 try:
                     loss(probe, probe)
-                except ValueError as error:
-                    raise ValueError(f"`refine_window`: {error}") from None
+                except (TypeError, ValueError) as error:
+                    raise type(error)(f"`refine_window`: {error}") from None
 
 
 def _check_values(given: dict, defaults: dict, shape) -> None:
@@ -193,19 +201,24 @@ def _check_values(given: dict, defaults: dict, shape) -> None:
     for key, choices in _CHOICES.items():
         if key in given:
             check_choice(given[key], key, choices)
-    for key in ("steps", "refine"):
+    for key in ("int_steps", "steps", "refine"):  # `steps`: svf's old name of int_steps
         if key in given:
             check_positive_int(given[key], key, minimum=0)
     if "progress" in given and not any(given["progress"] is value for value in (True, False, None)):
         raise ValueError(f"`progress` must be True, False or None (automatic), got {given['progress']!r}.")
     if "regulariser" in given:
         regulariser_function(given["regulariser"])
-    if "spacing" in given:
-        spacing = given["spacing"]
+    for key in ("control_spacing", "spacing"):  # `spacing`: the B-spline's old name of control_spacing
+        spacing = given.get(key)
+        if spacing is None:
+            continue
         if shape is not None:
-            control_grid_shape(shape, spacing)
+            try:
+                control_grid_shape(shape, spacing)
+            except ValueError as error:  # name the option as the user spelt it
+                raise ValueError(f"`{key}`: {error}") from None
         elif isinstance(spacing, (int, float)):
-            check_number(spacing, "spacing", strict=True)
+            check_number(spacing, key, strict=True)
     _check_pyramid(given, defaults, shape)
     _check_similarity(given, defaults, shape)
 

@@ -5,10 +5,16 @@ Each check raises ``TypeError`` (wrong kind of object) or ``ValueError``
 expected, what came, and what to do about it. Modules call these at their
 public entry points; hot inner loops call private, unchecked helpers so that
 a training step does not pay for the same check seven times.
+
+This is the one home of regedu's validators: a module that needs a scalar
+checked (a count, a step size, a weight) calls :func:`check_positive_int` or
+:func:`check_number` rather than writing the test again.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -114,10 +120,39 @@ def check_batch(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> i
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as ``int``, raising unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """Return ``value`` as ``int``: ``TypeError`` unless it is an integer (``True``, ``3.0`` and
+    ``"3"`` are not), ``ValueError`` unless it is ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer >= {minimum}, got {value!r} "
+                        f"({_kind(value, int)}).")
+    if value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    return value
+    return int(value)
+
+
+def check_number(value, name: str, minimum: float = 0.0, strict: bool = False, hint: str = "") -> float:
+    """Return ``value`` as ``float``: ``TypeError`` unless it is a real number (``True`` and
+    ``"0.1"`` are not), ``ValueError`` unless it is finite and ``>= minimum`` (``> minimum`` with
+    ``strict``). ``hint`` (a sentence) is added to the ``ValueError``'s message."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a number, got {value!r} ({_kind(value, float)}).")
+    number = float(value)
+    if not math.isfinite(number) or number < minimum or (strict and number == minimum):
+        wanted = ("a positive number (finite, > 0)" if strict and minimum == 0
+                  else f"a finite number {'>' if strict else '>='} {minimum:g}")
+        raise ValueError(f"`{name}` must be {wanted}, got {value!r}." + (f" {hint}" if hint else ""))
+    return number
+
+
+def _kind(value, wanted: type) -> str:
+    """The type of ``value``, and how to convert it when it is text that reads as a ``wanted``."""
+    if isinstance(value, str):
+        try:
+            wanted(value)
+        except ValueError:
+            return "text"
+        return f"text: convert it with {wanted.__name__}({value!r})"
+    return type(value).__name__
 
 
 def check_choice(value, name: str, choices: Sequence[str]) -> str:

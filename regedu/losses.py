@@ -25,25 +25,28 @@ loss                 range                   best value
 ===================  ======================  ===========================
 
 Input checks use :mod:`regedu.checks` and cost no device synchronisation, so the
-losses can be called at every training step. They do not look for NaN.
+losses can be called at every training step. They do not look for NaN. The filters and the
+pieces shared with other modules live in :mod:`regedu.filters` (box means) and
+:mod:`regedu.kernels` (standardising, squared correlation, one-hot, batch broadcasting).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .checks import (
     check_batch,
     check_disp,
     check_floating,
     check_image,
+    check_number,
     check_positive_int,
     check_same_shape,
 )
+from .filters import box_mean
+from .kernels import broadcast_batch, one_hot, squared_correlation, standardise
 
 __all__ = [
     "mse",
@@ -94,19 +97,6 @@ def _check_min_size(x: torch.Tensor, name: str, minimum: int, why: str) -> None:
         )
 
 
-def _broadcast_batch(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Expand a batch of 1 to the other tensor's batch size (no copy)."""
-    batch = max(a.shape[0], b.shape[0])
-    return a.expand(batch, *a.shape[1:]), b.expand(batch, *b.shape[1:])
-
-
-def _positive_number(value, name: str) -> float:
-    """Return ``value`` as ``float``, raising unless it is a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
-    return float(value)
-
-
 # ---------------------------------------------------------------------------
 # mean squared error
 # ---------------------------------------------------------------------------
@@ -148,88 +138,6 @@ def _window_sizes(window, ndim: int) -> tuple[int, ...]:
     return sizes
 
 
-def _box_mean(x: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
-    """Mean of ``x`` ``(B, C, *spatial)`` over a box ``window`` centred on every voxel.
-
-    Returns the same shape as ``x``. Near the border the box is clipped to the
-    image and the mean is taken over the voxels inside it. The box is
-    separable, so it is applied one axis at a time: ``sum(window)`` instead of
-    ``prod(window)`` operations per voxel. Two equivalent ways, each the faster
-    where it is used (forward + backward of :func:`ncc`, measured 3x apart on a
-    CPU and 2x the other way on an H100 GPU).
-    """
-    if x.device.type == "cpu":
-        return _box_mean_by_shifts(x, window)
-    return _box_mean_by_pooling(x, window)
-
-
-def _clipped_window_sizes(n: int, size: int, like: torch.Tensor) -> torch.Tensor:
-    """Number of voxels inside ``[0, n)`` of the window of ``size`` centred on each voxel: ``(n,)``."""
-    index = torch.arange(n, device=like.device)
-    radius = size // 2
-    return ((index + radius).clamp(max=n - 1) - (index - radius).clamp(min=0) + 1).to(like.dtype)
-
-
-def _box_mean_by_shifts(x: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
-    """:func:`_box_mean` as a sum of ``size`` shifted copies along each axis (zero-padded)."""
-    for axis, size in enumerate(window, start=2):
-        if size == 1:
-            continue
-        n, radius = x.shape[axis], size // 2
-        padded = F.pad(x, [0, 0] * (x.dim() - 1 - axis) + [radius, radius])  # F.pad lists the last axis first
-        total = padded.narrow(axis, 0, n)
-        for shift in range(1, size):
-            total = total + padded.narrow(axis, shift, n)
-        counts = _clipped_window_sizes(n, size, x).view(-1, *([1] * (x.dim() - 1 - axis)))
-        x = total / counts
-    return x
-
-
-def _box_mean_by_pooling(x: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
-    """:func:`_box_mean` by 1D average pooling along each axis.
-
-    The tensor is viewed as ``(before, axis, after)`` and averaged along ``axis``
-    by a ``(size, 1)`` 2D average pool that leaves the padding out of the count,
-    which serves 2D and 3D alike (``avg_pool3d`` refuses windows longer than the image).
-    """
-    shape = x.shape
-    for axis, size in enumerate(window, start=2):
-        if size == 1:
-            continue
-        x = x.reshape(math.prod(shape[:axis]), shape[axis], -1)
-        x = F.avg_pool2d(x, (size, 1), stride=1, padding=(size // 2, 0), count_include_pad=False)
-    return x.reshape(shape)
-
-
-def _standardise(x: torch.Tensor) -> torch.Tensor:
-    """Give each image zero mean and unit variance (per batch item and channel).
-
-    Correlation does not change under ``a * x + b``, but ``eps`` and rounding do:
-    after this step ``eps`` is relative to each image's global variance, whatever
-    the intensity units, and the local variances ``mean(x**2) - mean(x)**2`` lose
-    fewer digits. The ``1e-12`` keeps a constant image constant and its gradient finite.
-    """
-    spatial = tuple(range(2, x.dim()))
-    centred = x - x.mean(dim=spatial, keepdim=True)
-    return centred * torch.rsqrt(centred.square().mean(dim=spatial, keepdim=True) + 1e-12)
-
-
-def _squared_correlation(mean_a: torch.Tensor, mean_b: torch.Tensor, mean_aa: torch.Tensor,
-                         mean_bb: torch.Tensor, mean_ab: torch.Tensor, eps: float) -> torch.Tensor:
-    """Squared correlation ``cov**2 / (var_a * var_b + eps)`` from the means of ``a, b, a*a, b*b, a*b``.
-
-    The means may be local (box means, :func:`ncc`) or global (:func:`global_ncc`).
-    The result is in ``[0, 1]`` up to rounding. Variances are clamped at 0
-    (rounding can make them slightly negative) and ``eps`` keeps flat regions
-    (both variances 0) at a value of 0 with a finite gradient. No square root is
-    taken, so no infinite derivative appears.
-    """
-    cov = mean_ab - mean_a * mean_b
-    var_a = (mean_aa - mean_a.square()).clamp(min=0)
-    var_b = (mean_bb - mean_b.square()).clamp(min=0)
-    return cov.square() / (var_a * var_b + eps)
-
-
 def ncc(fixed: torch.Tensor, warped: torch.Tensor, window=9, eps: float = 1e-8) -> torch.Tensor:
     """Local normalised cross-correlation, returned negative: ``-mean(cc)``.
 
@@ -255,12 +163,12 @@ def ncc(fixed: torch.Tensor, warped: torch.Tensor, window=9, eps: float = 1e-8) 
     """
     ndim = _check_image_pair(fixed, warped)
     sizes = _window_sizes(window, ndim)
-    eps = _positive_number(eps, "eps")
-    a, b = _broadcast_batch(_standardise(fixed), _standardise(warped))
+    eps = check_number(eps, "eps", strict=True)
+    a, b = broadcast_batch(standardise(fixed), standardise(warped))
     channels = a.shape[1]
     # the five local means in one call: (B, 5 * C, *spatial)
-    means = _box_mean(torch.cat([a, b, a * a, b * b, a * b], dim=1), sizes)
-    return -_squared_correlation(*means.split(channels, dim=1), eps).mean()
+    means = box_mean(torch.cat([a, b, a * a, b * b, a * b], dim=1), sizes)
+    return -squared_correlation(*means.split(channels, dim=1), eps).mean()
 
 
 def global_ncc(fixed: torch.Tensor, warped: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -281,11 +189,11 @@ def global_ncc(fixed: torch.Tensor, warped: torch.Tensor, eps: float = 1e-8) -> 
         uncorrelated or constant images.
     """
     _check_image_pair(fixed, warped)
-    eps = _positive_number(eps, "eps")
-    a, b = _broadcast_batch(_standardise(fixed), _standardise(warped))
+    eps = check_number(eps, "eps", strict=True)
+    a, b = broadcast_batch(standardise(fixed), standardise(warped))
     spatial = tuple(range(2, a.dim()))
     means = [x.mean(dim=spatial) for x in (a, b, a * a, b * b, a * b)]
-    return -_squared_correlation(*means, eps).mean()
+    return -squared_correlation(*means, eps).mean()
 
 
 # ---------------------------------------------------------------------------
@@ -295,7 +203,7 @@ def global_ncc(fixed: torch.Tensor, warped: torch.Tensor, eps: float = 1e-8) -> 
 
 def _flatten_pairs(fixed: torch.Tensor, warped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, C, *spatial)`` pair -> two ``(B * C, N)`` tensors of voxel values."""
-    a, b = _broadcast_batch(fixed, warped)
+    a, b = broadcast_batch(fixed, warped)
     return a.reshape(a.shape[0] * a.shape[1], -1), b.reshape(b.shape[0] * b.shape[1], -1)
 
 
@@ -363,7 +271,7 @@ def mi(fixed: torch.Tensor, warped: torch.Tensor, bins: int = 32, sigma: float |
     """
     _check_image_pair(fixed, warped)
     bins = check_positive_int(bins, "bins", minimum=2)
-    sigma = 0.5 / (bins - 1) if sigma is None else _positive_number(sigma, "sigma")
+    sigma = 0.5 / (bins - 1) if sigma is None else check_number(sigma, "sigma", strict=True)
     if max_voxels is not None:
         check_positive_int(max_voxels, "max_voxels")
     a, b = _flatten_pairs(fixed, warped)
@@ -408,8 +316,8 @@ def ngf(fixed: torch.Tensor, warped: torch.Tensor, eps: float = 1e-2) -> torch.T
     """
     ndim = _check_image_pair(fixed, warped)
     _check_min_size(fixed, "fixed", 2, "to take intensity gradients")
-    eps = _positive_number(eps, "eps")
-    a, b = _broadcast_batch(fixed, warped)
+    eps = check_number(eps, "eps", strict=True)
+    a, b = broadcast_batch(fixed, warped)
     spatial = tuple(range(2, 2 + ndim))
     grad_a = torch.stack(torch.gradient(a, dim=spatial))  # (ndim, B, C, *spatial)
     grad_b = torch.stack(torch.gradient(b, dim=spatial))
@@ -481,12 +389,6 @@ def bending(disp: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 
 
-def _one_hot(label_map: torch.Tensor, labels: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """Integer label map ``(B, 1, *spatial)`` -> indicator maps ``(B, L, *spatial)`` of ``labels``."""
-    values = torch.as_tensor(list(labels), device=label_map.device, dtype=label_map.dtype)
-    return (label_map == values.view(1, -1, *([1] * (label_map.dim() - 2)))).to(dtype)
-
-
 def _check_label_map(seg: torch.Tensor, name: str) -> None:
     """An integer segmentation must be a label map with one channel."""
     if seg.shape[1] != 1:
@@ -511,7 +413,8 @@ def _as_probabilities(fixed_seg: torch.Tensor, warped_seg: torch.Tensor,
     for seg, name in ((fixed_seg, "fixed_seg"), (warped_seg, "warped_seg")):
         if not seg.is_floating_point():
             _check_label_map(seg, name)
-            seg = _one_hot(seg, labels, dtype)
+            values = torch.as_tensor(list(labels), device=seg.device, dtype=seg.dtype)
+            seg = one_hot(seg, values, dtype)
         converted.append(seg)
     return converted[0], converted[1]
 
@@ -540,8 +443,8 @@ def dice_loss(fixed_seg: torch.Tensor, warped_seg: torch.Tensor,
     check_image(warped_seg, "warped_seg", ndim=ndim)
     check_same_shape(fixed_seg, warped_seg, "fixed_seg", "warped_seg")
     check_batch(fixed_seg, warped_seg, "fixed_seg", "warped_seg")
-    eps = _positive_number(eps, "eps")
-    f, w = _broadcast_batch(*_as_probabilities(fixed_seg, warped_seg, labels))
+    eps = check_number(eps, "eps", strict=True)
+    f, w = broadcast_batch(*_as_probabilities(fixed_seg, warped_seg, labels))
     _check_channels(f, w, "fixed_seg (one-hot)", "warped_seg (one-hot)")
     spatial = tuple(range(2, 2 + ndim))
     overlap = (f * w).sum(dim=spatial)

@@ -4,9 +4,12 @@ Every metric returns one value per batch item (and per label where labels
 apply), as a tensor whose first axis is the batch, computed without gradient
 and placed on the input's device. Lower is better for all of them except Dice.
 
-* overlap of label maps: :func:`dice` (1 = perfect, 0 = no overlap);
-* boundary distance of label maps: :func:`hd95` (voxels, or mm with ``spacing``);
-* landmark distance: :func:`tre` (voxels, or mm with ``spacing``);
+* overlap of label maps: :func:`dice` (1 = perfect, 0 = no overlap), averaged over labels by
+  :func:`mean_dice`, after carrying the moving labels through a field by :func:`mean_dice_after_warp`;
+* boundary distance of label maps: :func:`hd95` (voxels, or mm with ``voxel_size``);
+* landmark distance: :func:`tre` (voxels, or mm with ``voxel_size``);
+* distance to a known true field (synthetic pairs): :func:`end_point_error` (voxels, or mm);
+* round trip through two fields that should be inverses: :func:`inverse_consistency` (voxels);
 * regularity of a displacement field, from its Jacobian determinant
   (:func:`regedu.warps.jacobian_det`): :func:`folding_fraction`,
   :func:`sdlogj`, :func:`min_jacobian`.
@@ -36,9 +39,12 @@ from .checks import (
     check_same_shape,
     check_tensor,
 )
-from .warps import jacobian_det
+from .deprecation import renamed_keyword
+from .warps import compose, jacobian_det, warp_labels
 
-__all__ = ["dice", "folding_fraction", "sdlogj", "min_jacobian", "hd95", "tre"]
+__all__ = ["dice", "mean_dice", "mean_dice_after_warp",
+           "folding_fraction", "sdlogj", "min_jacobian", "hd95", "tre", "end_point_error",
+           "inverse_consistency"]
 
 _SDLOGJ_CONVENTIONS = ("clip", "learn2reg")
 _LEARN2REG_CROP = 2  # voxels dropped at each border by the Learn2Reg evaluation
@@ -109,23 +115,23 @@ def _check_field(disp, name: str = "disp") -> int:
     return ndim
 
 
-def _check_spacing(spacing, ndim: int) -> tuple[float, ...]:
+def _check_voxel_size(voxel_size, ndim: int) -> tuple[float, ...]:
     """Voxel size per axis in mm: ``None`` -> all 1 (results in voxels), a number -> isotropic."""
-    if spacing is None:
+    if voxel_size is None:
         return (1.0,) * ndim
-    if isinstance(spacing, (torch.Tensor, np.ndarray)):
-        spacing = spacing.tolist()
-    if isinstance(spacing, Real) and not isinstance(spacing, bool):
-        spacing = [spacing] * ndim
-    if (not isinstance(spacing, Sequence) or len(spacing) != ndim
-            or not all(isinstance(s, Real) and not isinstance(s, bool) for s in spacing)):
+    if isinstance(voxel_size, (torch.Tensor, np.ndarray)):
+        voxel_size = voxel_size.tolist()
+    if isinstance(voxel_size, Real) and not isinstance(voxel_size, bool):
+        voxel_size = [voxel_size] * ndim
+    if (not isinstance(voxel_size, Sequence) or len(voxel_size) != ndim
+            or not all(isinstance(s, Real) and not isinstance(s, bool) for s in voxel_size)):
         raise ValueError(
-            f"`spacing` must give the voxel size in mm along each of the {ndim} axes, in tensor "
-            f"axis order (or one number for isotropic voxels), got {spacing!r}."
+            f"`voxel_size` must give the voxel size in mm along each of the {ndim} axes, in tensor "
+            f"axis order (or one number for isotropic voxels), got {voxel_size!r}."
         )
-    values = tuple(float(s) for s in spacing)
+    values = tuple(float(s) for s in voxel_size)
     if not all(math.isfinite(s) and s > 0 for s in values):
-        raise ValueError(f"`spacing` values must be finite and positive (mm per voxel), got {values}.")
+        raise ValueError(f"`voxel_size` values must be finite and positive (mm per voxel), got {values}.")
     return values
 
 
@@ -207,6 +213,30 @@ def _label_slots(label_map: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 def _count_slots(index: torch.Tensor, size: int) -> torch.Tensor:
     """How many times each of ``0 .. size - 1`` occurs in ``index`` (exact int64 counts), ``(size,)``."""
     return torch.bincount(index.flatten(), minlength=size)
+
+
+@torch.no_grad()
+def mean_dice(a: torch.Tensor, b: torch.Tensor, labels=None) -> torch.Tensor:
+    """Mean Dice over labels of each item, shape ``(B,)``: :func:`dice` averaged with ``nanmean``.
+
+    ``a``, ``b`` and ``labels`` as in :func:`dice` (default: every label but 0 found in either map).
+    A label that neither map of an item contains is left out of that item's mean; an item with no
+    label at all gives NaN. ``float(mean_dice(a, b).mean())`` is the usual one-number summary.
+    """
+    return dice(a, b, labels).nanmean(dim=1)
+
+
+@torch.no_grad()
+def mean_dice_after_warp(moving_labels: torch.Tensor, fixed_labels: torch.Tensor, disp: torch.Tensor,
+                         labels=None) -> torch.Tensor:
+    """Mean Dice of each item after a registration, shape ``(B,)``: how well ``disp`` carries the
+    moving labels onto the fixed ones.
+
+    ``moving_labels`` ``(B or 1, 1, *spatial)`` are warped by ``disp`` ``(B, ndim, *spatial)``, in
+    voxels of the fixed grid, with :func:`regedu.warps.warp_labels` (nearest neighbour), then
+    compared with ``fixed_labels`` by :func:`mean_dice` (``labels`` as there).
+    """
+    return mean_dice(warp_labels(moving_labels, disp), fixed_labels, labels)
 
 
 # ---------------------------------------------------------------------------
@@ -301,7 +331,7 @@ def _crop_border(volume: torch.Tensor, width: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def hd95(a: torch.Tensor, b: torch.Tensor, labels=None, spacing=None) -> torch.Tensor:
+def hd95(a: torch.Tensor, b: torch.Tensor, labels=None, voxel_size=None, *, spacing=None) -> torch.Tensor:
     """95th-percentile symmetric Hausdorff distance between label surfaces, shape ``(B, L)``.
 
     For each label, the surface of a region is its voxels that have a face
@@ -316,7 +346,7 @@ def hd95(a: torch.Tensor, b: torch.Tensor, labels=None, spacing=None) -> torch.T
     Args:
         a, b: integer label maps (or boolean masks) ``(B, 1, *spatial)`` on one grid.
         labels: label values to score (default: every value but 0 found in ``a`` or ``b``).
-        spacing: voxel size in mm per axis, in tensor axis order (or one number);
+        voxel_size: voxel size in mm per axis, in tensor axis order (or one number);
             ``None`` gives distances in voxels.
 
     Returns:
@@ -330,7 +360,8 @@ def hd95(a: torch.Tensor, b: torch.Tensor, labels=None, spacing=None) -> torch.T
     around both regions first, so small structures in large volumes are cheap).
     """
     ndim, batch = _check_label_pair(a, b)
-    sampling = _check_spacing(spacing, ndim)
+    voxel_size = renamed_keyword(voxel_size, spacing, "voxel_size", "spacing")
+    sampling = _check_voxel_size(voxel_size, ndim)
     values = _label_values(a, b, labels)
     maps_a = a.expand(batch, *a.shape[1:])[:, 0].cpu().numpy()
     maps_b = b.expand(batch, *b.shape[1:])[:, 0].cpu().numpy()
@@ -371,7 +402,7 @@ def _distance_to(surface: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray
 
 @torch.no_grad()
 def tre(points_fixed: torch.Tensor, points_moving: torch.Tensor, disp: torch.Tensor,
-        spacing=None) -> torch.Tensor:
+        voxel_size=None, *, spacing=None) -> torch.Tensor:
     """Target registration error: mean distance between mapped and true landmarks, shape ``(B,)``.
 
     A fixed landmark ``x`` maps to ``x + disp(x)`` in the moving image (warps
@@ -388,7 +419,7 @@ def tre(points_fixed: torch.Tensor, points_moving: torch.Tensor, disp: torch.Ten
         points_moving: ``(B, N, ndim)`` the corresponding voxel coordinates in the
             moving image (same grid size as the fixed one).
         disp: ``(B, ndim, *spatial)`` displacement in voxels.
-        spacing: voxel size in mm per axis (or one number); ``None`` gives voxels.
+        voxel_size: voxel size in mm per axis (or one number); ``None`` gives voxels.
         A batch of 1 in any argument is shared by every item.
 
     Returns:
@@ -407,7 +438,8 @@ def tre(points_fixed: torch.Tensor, points_moving: torch.Tensor, disp: torch.Ten
                 check_batch(points_moving, disp, "points_moving", "disp"),
                 check_batch(points_fixed, points_moving, "points_fixed", "points_moving"))
     _check_inside(points_fixed, "points_fixed", disp.shape[2:])
-    mm_per_voxel = torch.tensor(_check_spacing(spacing, ndim), device=disp.device, dtype=disp.dtype)
+    voxel_size = renamed_keyword(voxel_size, spacing, "voxel_size", "spacing")
+    mm_per_voxel = torch.tensor(_check_voxel_size(voxel_size, ndim), device=disp.device, dtype=disp.dtype)
 
     fixed = points_fixed.to(disp.device, disp.dtype).expand(batch, -1, -1)
     moving = points_moving.to(disp.device, disp.dtype).expand(batch, -1, -1)
@@ -440,3 +472,66 @@ def _sample_at_points(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor
         values = flat.gather(2, index.unsqueeze(1).expand(-1, field.shape[1], -1))  # (B, C, N)
         result = result + weight.unsqueeze(-1) * values.transpose(1, 2)
     return result
+
+
+@torch.no_grad()
+def end_point_error(disp: torch.Tensor, true_disp: torch.Tensor, mask: torch.Tensor | None = None,
+                    voxel_size=None, *, spacing=None) -> torch.Tensor:
+    """Mean end-point error of a field against the true one, shape ``(B,)``; 0 is perfect.
+
+    The end-point error at a voxel is the length of ``disp - true_disp`` there: how far the point
+    the registration says corresponds lies from the one that really does. Both fields are
+    ``(B, ndim, *spatial)`` in voxels; ``voxel_size`` (mm per voxel, tensor axis order) gives the
+    result in mm. ``mask`` (``(B, 1, *spatial)`` or ``(1, 1, *spatial)``, nonzero where it counts,
+    for example the fixed brain) restricts the mean; an item whose mask is empty gives NaN.
+    """
+    ndim = _check_field(disp)
+    _check_field(true_disp, "true_disp")
+    check_same_shape(disp, true_disp, "disp", "true_disp")
+    voxel_size = renamed_keyword(voxel_size, spacing, "voxel_size", "spacing")
+    step = torch.tensor(_check_voxel_size(voxel_size, ndim), dtype=disp.dtype, device=disp.device)
+    length = torch.linalg.vector_norm((disp - true_disp) * step.view(1, ndim, *([1] * ndim)), dim=1)
+    if mask is None:
+        return length.flatten(1).mean(1)
+    check_tensor(mask, "mask")
+    if mask.dim() != disp.dim() or mask.shape[1] != 1 or mask.shape[2:] != disp.shape[2:] \
+            or mask.shape[0] not in (1, disp.shape[0]):
+        raise ValueError(f"`mask` must be (B, 1, *spatial) or (1, 1, *spatial) matching the field "
+                         f"{tuple(disp.shape)}, got {tuple(mask.shape)}.")
+    weight = (mask[:, 0] != 0).to(disp.dtype).expand_as(length)
+    return (length * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)
+
+
+@torch.no_grad()
+def inverse_consistency(forward: torch.Tensor, backward: torch.Tensor,
+                        mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean distance from the identity of a round trip through two fields that should be inverses.
+
+    A voxel ``x`` of ``forward``'s grid goes out with ``forward`` and comes back with ``backward``:
+    it lands at ``x + r(x)``, with the residual ``r = regedu.warps.compose(backward, forward)``,
+    ``r(x) = forward(x) + backward(x + forward(x))``. In the two readings of ``compose``: as point
+    maps, ``r`` is ``backward``'s map applied after ``forward``'s; as image warps,
+    ``warp(warp(img, backward), forward) == warp(img, r)`` (warp by ``backward`` first). The result
+    is the mean length of ``r`` per item, shape ``(B,)``, in voxels: 0 when ``backward`` inverts
+    ``forward`` exactly; lower is better. It measures one round trip; swap the arguments for the
+    other one.
+
+    For a registration, ``forward = model(moving, fixed).disp`` (fixed -> moving) and
+    ``backward = model(fixed, moving).disp`` (moving -> fixed): the residual then says how far the
+    two separate answers are from being each other's inverse (inverse consistency).
+
+    Args:
+        forward, backward: ``(B, ndim, *spatial)`` fields in voxels, 2D or 3D, the same grid size
+            (a batch of 1 broadcasts).
+        mask: ``(B, 1, *spatial)`` or ``(1, 1, *spatial)`` on ``forward``'s grid, nonzero where the
+            residual counts (for example the fixed brain). Points that ``forward`` sends out of the
+            image read ``backward``'s edge values, so leave the border out; an empty mask gives NaN.
+    """
+    _check_field(forward, "forward")
+    _check_field(backward, "backward")
+    if forward.shape[1:] != backward.shape[1:]:
+        raise ValueError(f"`forward` and `backward` must be fields on grids of the same size, got shapes "
+                         f"{tuple(forward.shape)} and {tuple(backward.shape)}; resample one of them with "
+                         f"`regedu.warps.resize_disp` first.")
+    residual = compose(backward, forward)
+    return end_point_error(residual, torch.zeros_like(residual), mask=mask)

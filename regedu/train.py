@@ -14,7 +14,9 @@ Supervision (``TrainConfig.supervision``):
   (:class:`regedu.data.SynthMorphPairs`), which makes the model contrast-invariant.
 
 Checkpoints are plain dicts of tensors and JSON strings, written atomically, and loaded with
-``torch.load(weights_only=True)``: a checkpoint can never run code.
+``torch.load(weights_only=True)``: a checkpoint can never run code. Their reading and writing lives
+in :mod:`regedu.models.checkpoint`; :func:`save_checkpoint`, :func:`load_checkpoint` and
+:func:`load_model` are the same functions, re-exported here.
 
 Distributed: run the same script under ``torchrun --nproc_per_node=N``; the loop notices
 ``WORLD_SIZE > 1``, joins the process group (NCCL on GPUs, gloo on CPUs), wraps the model in
@@ -24,11 +26,9 @@ Distributed: run the same script under ``torchrun --nproc_per_node=N``; the loop
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,17 +38,18 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
-from . import losses, metrics, warps
-from .checks import check_choice, check_image
+from . import kernels, losses, metrics
+from .checks import check_choice, check_image, check_number, check_positive_int
+from .models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, load_model, load_state, save_checkpoint
+from .result import RegistrationResult
 
 __all__ = ["TrainConfig", "History", "train", "learning_rate", "evaluate", "instance_optimize",
-           "save_checkpoint", "load_checkpoint", "load_model", "compute_loss"]
+           "save_checkpoint", "load_checkpoint", "load_model", "compute_loss", "CHECKPOINT_FORMAT"]
 
 SUPERVISIONS = ("unsupervised", "supervised", "labels", "synthmorph")
 SCHEDULES = ("constant", "cosine")
 SIMILARITIES = {"mse": losses.mse, "ncc": losses.ncc, "mi": losses.mi}
 REGULARISERS = {"diffusion": losses.diffusion, "bending": losses.bending}
-CHECKPOINT_FORMAT = 1
 
 
 @dataclasses.dataclass
@@ -87,18 +88,13 @@ class TrainConfig:
         check_choice(self.regulariser, "regulariser", list(REGULARISERS))
         check_choice(self.schedule, "schedule", SCHEDULES)
         for name in ("steps", "batch_size", "validate_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if self.minutes is not None and not self.minutes > 0:
-            raise ValueError(
-                f"`minutes` must be a positive time budget, got {self.minutes!r}. Use minutes=None to stop "
-                f"by the step count alone."
-            )
-        if not (self.weight >= 0 and math.isfinite(self.weight)):
-            raise ValueError(f"`weight` must be a finite number >= 0, got {self.weight!r}.")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"`lr` must be a finite number > 0, got {self.lr!r}.")
+            check_positive_int(getattr(self, name), name)
+        check_positive_int(self.num_workers, "num_workers", minimum=0)
+        if self.minutes is not None:
+            check_number(self.minutes, "minutes", strict=True,
+                         hint="It is a time budget: use minutes=None to stop by the step count alone.")
+        check_number(self.weight, "weight")
+        check_number(self.lr, "lr", strict=True)
 
 
 @dataclasses.dataclass
@@ -120,12 +116,6 @@ def _label_values(*label_maps: torch.Tensor) -> torch.Tensor:
     return torch.unique(torch.cat([m.flatten() for m in label_maps]))
 
 
-def _one_hot(label_map: torch.Tensor, values: torch.Tensor, dtype) -> torch.Tensor:
-    """Integer map ``(B, 1, *spatial)`` -> one-hot ``(B, L, *spatial)`` over ``values``."""
-    view = (1, -1) + (1,) * (label_map.dim() - 2)
-    return (label_map == values.view(view)).to(dtype)
-
-
 def compute_loss(model: torch.nn.Module, batch: dict, config: TrainConfig) -> torch.Tensor:
     """Loss of one batch under ``config.supervision`` (scalar tensor to minimise)."""
     moving, fixed = batch["moving"], batch["fixed"]
@@ -140,9 +130,9 @@ def compute_loss(model: torch.nn.Module, batch: dict, config: TrainConfig) -> to
     _require(batch, "moving_labels", config.supervision)
     _require(batch, "fixed_labels", config.supervision)
     values = _label_values(batch["moving_labels"], batch["fixed_labels"])
-    moving_onehot = _one_hot(batch["moving_labels"], values, disp.dtype)
-    fixed_onehot = _one_hot(batch["fixed_labels"], values, torch.float32)
-    warped_onehot = warps._resample(moving_onehot, disp).float()
+    moving_onehot = kernels.one_hot(batch["moving_labels"], values, disp.dtype)
+    fixed_onehot = kernels.one_hot(batch["fixed_labels"], values, torch.float32)
+    warped_onehot = kernels.resample(moving_onehot, disp).float()
     # leave the background channel out: it dominates the volume and says little
     dice = losses.dice_loss(fixed_onehot[:, 1:], warped_onehot[:, 1:])
     return dice + config.weight * regulariser(disp.float())
@@ -220,119 +210,6 @@ def _loader(dataset: Dataset, config: TrainConfig, start_step: int, rank: int, w
 
 
 # ---------------------------------------------------------------------------
-# checkpoints
-# ---------------------------------------------------------------------------
-
-
-def _model_spec(model: torch.nn.Module) -> dict:
-    """Class name and constructor arguments, so that :func:`load_model` can rebuild the model."""
-    return {"class": type(model).__name__, "config": dict(getattr(model, "config", {}))}
-
-
-def save_checkpoint(path, model, optimizer=None, config: TrainConfig | None = None,
-                    history: History | None = None) -> Path:
-    """Write a checkpoint atomically (temporary file, then rename) and return its path."""
-    from . import __version__
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "regedu_version": __version__,
-        "model_spec": json.dumps(_model_spec(model)),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else {},
-        "config": json.dumps(dataclasses.asdict(config)) if config is not None else "{}",
-        "history": json.dumps(dataclasses.asdict(history)) if history is not None else "{}",
-        "rng": torch.get_rng_state(),
-    }
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:  # a file object: a full disk raises OSError(ENOSPC)
-            torch.save(payload, handle)
-        os.replace(temporary, path)
-    except OSError as error:  # name the user's file, not the hidden temporary one
-        from .outputs import write_failure
-
-        raise write_failure(path, error) from None
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
-_UNSAFE_ADVICE = re.compile(  # torch's ways of suggesting to load the file unsafely, or how to allow it
-    r"weights_only|safe_globals|trusted source|trust the source|torch\.load|load failed|two options|"
-    r"documentation|allowlist|Please use|this file can still be loaded", re.IGNORECASE)
-
-
-def _load_failure(error: Exception) -> str:
-    """What went wrong in ``torch.load(weights_only=True)``, without torch's advice to retry with
-    ``weights_only=False`` or to allow the object: a refused checkpoint holds something that could
-    run code, and regedu never loads such a file."""
-    sentences = re.split(r"(?<=[.!?])\s+|\n+", str(error))
-    kept = [s.strip().rstrip(".") for s in sentences if s.strip() and not _UNSAFE_ADVICE.search(s)]
-    if "GLOBAL" in str(error):  # torch refused a Python object: say why it is refused, not how to allow it
-        kept.append("a regedu checkpoint holds only tensors and text; this file holds other Python "
-                    "objects, which regedu never loads, as they could run code")
-    return "; ".join(kept) or type(error).__name__
-
-
-def load_checkpoint(path) -> dict:
-    """Read a checkpoint safely (``weights_only=True``) and check it is regedu's; JSON fields decoded."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: check the path, or train one with `regedu train`.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise ValueError(
-            f"{path} is not a readable regedu checkpoint ({type(error).__name__}: {_load_failure(error)}). "
-            f"It may be truncated or corrupt, or not a checkpoint at all: retrain, or resume from an "
-            f"earlier one."
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{path} is not a regedu checkpoint of format {CHECKPOINT_FORMAT} (found "
-            f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}). "
-            f"It was written by another program or another regedu version: retrain it with this one."
-        )
-    for key in ("model_spec", "config", "history"):
-        payload[key] = json.loads(payload[key])
-    return payload
-
-
-def load_model(path_or_module, device=None) -> torch.nn.Module:
-    """A model from a checkpoint path (rebuilt from its saved class and arguments), or a module as is."""
-    if isinstance(path_or_module, torch.nn.Module):
-        return path_or_module.to(device) if device is not None else path_or_module
-    from . import models
-
-    payload = load_checkpoint(path_or_module)
-    spec = payload["model_spec"]
-    cls = getattr(models, spec["class"], None)
-    if cls is None:
-        raise ValueError(
-            f"{path_or_module} holds a {spec['class']!r}, which this regedu ({models.__name__}) does not "
-            f"have. It was saved by another version: retrain it with this one."
-        )
-    model = cls(**spec["config"])
-    _load_state(model, payload["model"], path_or_module)
-    model.eval()
-    return model.to(device) if device is not None else model
-
-
-def _load_state(model: torch.nn.Module, state: dict, path) -> None:
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(
-            f"the checkpoint {path} does not fit this {type(model).__name__}: {str(error).splitlines()[0]} "
-            f"It was saved from another model or configuration: build the same model, or retrain."
-        ) from None
-
-
-# ---------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------
 
@@ -354,8 +231,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 8,
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - start
-        warped_labels = warps.warp_labels(batch["moving_labels"], disp.float())
-        dice_values.append(metrics.dice(warped_labels, batch["fixed_labels"]).nanmean(dim=1))
+        dice_values.append(metrics.mean_dice_after_warp(batch["moving_labels"], batch["fixed_labels"],
+                                                        disp.float()))
         folding.append(metrics.folding_fraction(disp.float()))
     model.train(was_training)
     return {"dice": float(torch.cat(dice_values).mean()), "folding": float(torch.cat(folding).mean()),
@@ -470,7 +347,7 @@ def _after_step(model, optimizer, config, history, validation, checkpoint, bar, 
 
 def _resume(path, model, optimizer) -> History:
     payload = load_checkpoint(path)
-    _load_state(model, payload["model"], path)
+    load_state(model, payload["model"], path)
     optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["rng"])
     saved = payload["history"]
@@ -493,27 +370,33 @@ def _progress_bar(config: TrainConfig, history: History, enabled: bool):
 
 def instance_optimize(model: torch.nn.Module, moving: torch.Tensor, fixed: torch.Tensor, steps: int = 50,
                       lr: float = 0.1, similarity: str = "ncc", weight: float = 1.0,
-                      regulariser: str = "diffusion"):
+                      regulariser: str = "diffusion") -> RegistrationResult:
     """Refine a network's field on one pair by a few gradient steps on the field itself.
 
     Starts from the network's prediction and minimises ``similarity + weight * regulariser`` over
-    the displacement (voxels), with Adam. Returns ``(warped, disp)`` like the model.
+    the displacement (voxels), with Adam. Returns a :class:`~regedu.result.RegistrationResult`
+    (``history``: the loss of every step, one level), which unpacks like the model's output:
+    ``warped, disp = instance_optimize(...)``.
     """
     ndim = check_image(moving, "moving")
     check_image(fixed, "fixed", ndim=ndim)
     check_choice(similarity, "similarity", list(SIMILARITIES))
     check_choice(regulariser, "regulariser", list(REGULARISERS))
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"`steps` must be an integer >= 0, got {steps!r}.")
+    check_positive_int(steps, "steps", minimum=0)
+    start = time.perf_counter()
     with torch.no_grad():
         disp = model(moving, fixed)[1].detach().float().clone()
     disp.requires_grad_(True)
     optimizer = torch.optim.Adam([disp], lr=lr)
+    history: list[torch.Tensor] = []  # kept on the device: one synchronisation at the end, not one a step
     for _ in range(steps):
-        warped = warps._resample(moving, disp)
+        warped = kernels.resample(moving, disp)
         loss = SIMILARITIES[similarity](fixed, warped) + weight * REGULARISERS[regulariser](disp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        history.append(loss.detach())
     disp = disp.detach()
-    return warps._resample(moving, disp), disp
+    recorded = torch.stack(history).tolist() if history else []
+    return RegistrationResult(warped=kernels.resample(moving, disp), disp=disp, history=[recorded],
+                              seconds=time.perf_counter() - start, method="instance_optimize")

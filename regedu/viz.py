@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from matplotlib import colors
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
@@ -67,9 +68,11 @@ __all__ = [
     "displacement_colour",
     "displacement_arrows",
     "jacobian_map",
+    "jacobian_range",
     "loss_curve",
     "dice_per_label",
     "landscape",
+    "joint_histogram",
     "registration_summary",
     "three_plane",
     "LiveLossPlot",
@@ -378,9 +381,13 @@ def _label_names(names, values: Sequence[int]) -> list[str]:
     return [str(names[v]) if 0 <= v < len(names) else str(v) for v in values]
 
 
-def _label_legend(ax, values: Sequence[int], names, palette: np.ndarray) -> None:
-    handles = [Patch(color=palette[v], label=name) for v, name in zip(values, _label_names(names, values),
-                                                                        strict=True)]
+def _label_legend(ax, values: Sequence[int], names, palette: np.ndarray, style: str = "fill") -> None:
+    """A legend of label ``values`` beside ``ax``: colour patches for fills, lines for contours."""
+    labelled = zip(values, _label_names(names, values), strict=True)
+    if style == "contour":
+        handles = [Line2D([], [], color=palette[v], linewidth=1.5, label=name) for v, name in labelled]
+    else:
+        handles = [Patch(color=palette[v], label=name) for v, name in labelled]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small",
               frameon=False, borderaxespad=0.0)
 
@@ -405,7 +412,7 @@ def _draw_labels(ax, screen_labels: np.ndarray, layout: _Layout, alpha: float, s
                        linewidths=1.0)
         _frame(ax, layout, screen_labels.shape)
     if names is not None and values:
-        _label_legend(ax, values, names, palette)
+        _label_legend(ax, values, names, palette, style)
     return values
 
 
@@ -653,11 +660,41 @@ def displacement_arrows(disp, step: int = 4, scale: float = 1.0, ax=None, image=
     return fig
 
 
-def _jacobian_norm(det: np.ndarray) -> colors.TwoSlopeNorm:
-    """Blue below 1 (shrinking), white at 1, red above 1 (growing); at least ±0.001 around 1."""
-    low = min(max(float(det.min()), 0.0), 1.0 - 1e-3)
-    high = max(float(det.max()), 1.0 + 1e-3)
+def _jacobian_norm(det: np.ndarray, vmin: float | None = None,
+                   vmax: float | None = None) -> colors.TwoSlopeNorm:
+    """Blue below 1 (shrinking), white at 1, red above 1 (growing); at least ±0.001 around 1.
+
+    ``vmin``/``vmax`` fix the range (one colour scale for several panels): ``vmin < 1 < vmax``.
+    """
+    low = min(max(float(det.min()), 0.0), 1.0 - 1e-3) if vmin is None else _check_number(vmin, "vmin")
+    high = max(float(det.max()), 1.0 + 1e-3) if vmax is None else _check_number(vmax, "vmax")
+    if not low < 1.0 < high:
+        raise ValueError(f"the Jacobian colour scale is centred at det J = 1, so it needs vmin < 1 < vmax, "
+                         f"got vmin={low:g}, vmax={high:g}; regedu.viz.jacobian_range(fields) gives a "
+                         f"shared one.")
     return colors.TwoSlopeNorm(vmin=low, vcenter=1.0, vmax=high)
+
+
+def jacobian_range(fields) -> tuple[float, float]:
+    """One ``(vmin, vmax)`` for the Jacobian maps of several fields, for :func:`jacobian_map`.
+
+    Panels that scale themselves make a field with det J in 1 ± 0.001 look as deformed as one in
+    0.5 .. 2; passing this range to every panel shows them on one colour scale. ``vmin`` is the
+    smallest det J over all fields, but at least 0 (folds are painted yellow anyway) and at most
+    0.999; ``vmax`` the largest, at least 1.001.
+
+    Args:
+        fields: displacement fields ``(B, ndim, *spatial)`` in voxels (a list, or a dict's values);
+            of each, the first item counts, the one :func:`jacobian_map` shows (pass
+            ``disp[k:k + 1]`` for item ``k``).
+    """
+    fields = list(fields.values()) if isinstance(fields, Mapping) else list(fields)
+    if not fields:
+        raise ValueError("`fields` must hold at least one displacement field.")
+    dets = [_numpy(jacobian_det(_field_tensor(disp, "fields[i]"))) for disp in fields]
+    low = min(max(min(float(det.min()) for det in dets), 0.0), 1.0 - 1e-3)
+    high = max(max(float(det.max()) for det in dets), 1.0 + 1e-3)
+    return low, high
 
 
 def _fold_note(shown: int, det: np.ndarray) -> str:
@@ -669,7 +706,8 @@ def _fold_note(shown: int, det: np.ndarray) -> str:
 
 
 def jacobian_map(disp, ax=None, axis: int = -1, index: int | None = None, orientation=False,
-                 title: str = "Jacobian determinant") -> Figure:
+                 title: str = "Jacobian determinant", vmin: float | None = None,
+                 vmax: float | None = None) -> Figure:
     """The Jacobian determinant of ``x -> x + disp(x)``, centred at 1, with folds in yellow.
 
     ``det J`` is computed on the whole field (:func:`regedu.warps.jacobian_det`) and shown on
@@ -681,6 +719,8 @@ def jacobian_map(disp, ax=None, axis: int = -1, index: int | None = None, orient
     Args:
         disp: ``(B, ndim, *spatial)`` or ``(ndim, *spatial)`` in voxels.
         ax, axis, index, orientation, title: as in :func:`deformation_grid`.
+        vmin, vmax: the colour range (``vmin < 1 < vmax``), to put several panels on one scale
+            (:func:`jacobian_range`); default: this view's own range.
 
     Returns:
         the Figure (for a new figure: the panel and its colour bar).
@@ -690,7 +730,7 @@ def jacobian_map(disp, ax=None, axis: int = -1, index: int | None = None, orient
     layout = _layout(det.shape, axis, index, orientation)
     shown = layout.screen(det)
     fig, ax = _figure_and_axes(ax, 1.3 * PANEL_INCHES, PANEL_INCHES)
-    image = _imshow(ax, shown, layout, cmap="RdBu_r", norm=_jacobian_norm(shown))
+    image = _imshow(ax, shown, layout, cmap="RdBu_r", norm=_jacobian_norm(shown, vmin, vmax))
     fig.colorbar(image, ax=ax, shrink=0.8, label="det J  (<1 shrinks, >1 grows)")
     folded = shown <= 0
     folds = np.ma.masked_array(np.ones_like(shown), mask=~folded)
@@ -901,6 +941,39 @@ def landscape(losses, shifts: Sequence[int], ax=None, title: str = "similarity l
     return fig
 
 
+def joint_histogram(a, b, ax=None, bins: int = 48, background: float = 0.05,
+                    names: Sequence[str] = ("a", "b"), title: str = "joint histogram") -> Figure:
+    """The joint histogram of two images: every voxel ``x`` counted at ``(a(x), b(x))``, log colour scale.
+
+    What mutual information measures: when one intensity predicts the other the counts sit on a
+    thin curve or a few tight blobs; when it does not (misaligned images, or a tissue one contrast
+    cannot see) they spread out.
+
+    Args:
+        a, b: images of one spatial shape (first batch item and channel used; all voxels of a 3D
+            volume), intensities in [0, 1] (values outside fall out of the plot's range).
+        bins: bins per axis over [0, 1].
+        background: voxels where both images are below this are left out (the empty
+            background would otherwise dominate the counts); 0 keeps every voxel in range.
+        names: axis labels, ``(a's, b's)``: ``a`` along the horizontal axis, ``b`` vertical.
+        ax, title: where to draw and the panel title.
+    """
+    values_a, values_b = _pair(a, b)
+    check_positive_int(bins, "bins", minimum=2)
+    background = _check_number(background, "background", 0.0, 1.0)
+    if isinstance(names, str) or len(names) != 2:
+        raise ValueError(f"`names` must be two axis labels (a's, b's), got {names!r}.")
+    kept = np.maximum(values_a, values_b) >= background
+    counts, _, _ = np.histogram2d(values_a[kept], values_b[kept], bins=bins, range=[[0, 1], [0, 1]])
+    fig, ax = _figure_and_axes(ax, 1.2 * PANEL_INCHES, PANEL_INCHES)
+    image = ax.imshow(np.log1p(counts).T, origin="lower", extent=(0, 1, 0, 1), cmap="magma")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="log(1 + voxel count)")
+    ax.set_xlabel(f"{names[0]} intensity")
+    ax.set_ylabel(f"{names[1]} intensity")
+    ax.set_title(title, fontsize="medium")
+    return fig
+
+
 # ---------------------------------------------------------------------------
 # figures of several panels
 # ---------------------------------------------------------------------------
@@ -918,7 +991,7 @@ def _mean_dice(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def registration_summary(moving, fixed, warped, disp, moving_labels=None, fixed_labels=None,
                          axis: int = -1, index: int | None = None, orientation=False, spacing: int = 4,
-                         title: str | None = None) -> Figure:
+                         title: str | None = None, names=None) -> Figure:
     """One figure to end a lesson: the images, the differences before and after, the field.
 
     Panels: moving | fixed | warped | (warped labels on fixed, or a fixed/warped checkerboard),
@@ -933,6 +1006,8 @@ def registration_summary(moving, fixed, warped, disp, moving_labels=None, fixed_
         axis, index, orientation: which slice and which layout (module docstring).
         spacing: voxels between grid lines.
         title: figure title (default: what was measured).
+        names: label names for a legend of the warped-label contours, as in :func:`overlay`
+            (a dict ``value -> name`` or a list indexed by value); ``None`` draws no legend.
 
     Returns:
         the Figure: 8 panels and 3 colour bars (11 axes).
@@ -944,7 +1019,7 @@ def registration_summary(moving, fixed, warped, disp, moving_labels=None, fixed_
     low, high = min(v.min() for v in images), max(v.max() for v in images)
     for ax, (name, image) in zip(axes[0, :3], named.items(), strict=True):
         show_image(image, ax, name, vmin=low, vmax=high, **view)
-    headline = _labels_panel(axes[0, 3], fixed, warped, disp, moving_labels, fixed_labels, view)
+    headline = _labels_panel(axes[0, 3], fixed, warped, disp, moving_labels, fixed_labels, view, names)
     layout = _layout(images[1].shape, **view)
     shared = _symmetric_limit(layout.screen(images[1] - images[0]), layout.screen(images[1] - images[2]))
     difference(fixed, moving, ax=axes[1, 0], vmax=shared, names=("fixed", "moving"), **view,
@@ -958,7 +1033,7 @@ def registration_summary(moving, fixed, warped, disp, moving_labels=None, fixed_
     return fig
 
 
-def _labels_panel(ax, fixed, warped, disp, moving_labels, fixed_labels, view) -> str:
+def _labels_panel(ax, fixed, warped, disp, moving_labels, fixed_labels, view, names=None) -> str:
     """Warped labels on the fixed image (with Dice) or a checkerboard; returns a title fragment."""
     if moving_labels is None or fixed_labels is None:
         checkerboard(fixed, warped, ax=ax, **view, title="checkerboard fixed / warped")
@@ -967,7 +1042,8 @@ def _labels_panel(ax, fixed, warped, disp, moving_labels, fixed_labels, view) ->
     fixed_labels = _batched(fixed_labels, "fixed_labels")
     moved = warp_labels(moving_labels, _field_tensor(disp))
     before, after = _mean_dice(moving_labels, fixed_labels), _mean_dice(moved, fixed_labels)
-    overlay(fixed, moved, style="contour", ax=ax, **view, title=f"warped labels on fixed\nDice {after:.3f}")
+    overlay(fixed, moved, style="contour", names=names, ax=ax, **view,
+            title=f"warped labels on fixed\nDice {after:.3f}")
     return f"mean Dice {before:.3f} → {after:.3f}, "
 
 

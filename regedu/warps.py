@@ -1,6 +1,6 @@
 """Spatial transforms: grids, warping, composition, integration, affines, Jacobians.
 
-Conventions (see DESIGN.md, they hold everywhere in regedu):
+Conventions (see docs/DESIGN.md, they hold everywhere in regedu):
 
 * images are ``(B, C, *spatial)``; ``spatial`` is ``(H, W)`` or ``(D, H, W)``;
 * a displacement field ``disp`` is ``(B, ndim, *spatial)`` **in voxels**, and
@@ -12,10 +12,13 @@ Conventions (see DESIGN.md, they hold everywhere in regedu):
 * an affine ``A`` is ``(B, ndim, ndim + 1)`` acting on voxel indices of the
   fixed grid: the sampling location is ``y = A[:, :, :ndim] @ x + A[:, :, ndim]``.
 
-``torch.nn.functional.grid_sample`` wants the opposite axis order and
-coordinates normalised to ``[-1, 1]``; that translation happens in
-:func:`_voxels_to_grid`, :func:`_points_to_grid` and :func:`_grid_to_voxels` and nowhere
-else. Nearest-neighbour sampling does not use grid_sample at all (see :func:`_nearest_index`).
+Each function checks its inputs, then computes with the unchecked kernels of :mod:`regedu.kernels`
+(``warp`` with ``resample``; ``compose``, ``integrate``, ``resize_disp``, ``affine_to_disp`` with
+their namesakes): the fast path that models, classical loops and training call directly.
+``torch.nn.functional.grid_sample`` wants the opposite axis order and coordinates normalised to
+``[-1, 1]``; that translation happens in :mod:`regedu.kernels` (``voxels_to_grid``,
+``points_to_grid``, ``grid_to_voxels``) and nowhere else. Nearest-neighbour sampling does not use
+grid_sample at all (see :func:`_nearest_index`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from . import kernels
 from .checks import (
     check_batch,
     check_choice,
@@ -35,6 +39,8 @@ from .checks import (
     check_positive_int,
     check_tensor,
 )
+from .deprecation import renamed_keyword
+from .kernels import identity_grid  # defined with the kernels; part of this module's API
 
 __all__ = [
     "identity_grid",
@@ -62,76 +68,8 @@ _PADDING = ("border", "zeros", "reflection")
 
 
 # ---------------------------------------------------------------------------
-# grids and the one place where grid_sample's coordinates appear
+# grid_sample's normalised grids, to compare with libraries that store them
 # ---------------------------------------------------------------------------
-
-
-def identity_grid(shape: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
-    """Voxel-index coordinates of every voxel: ``(ndim, *shape)``.
-
-    ``identity_grid((H, W))[k, i, j]`` is the index along axis ``k`` of voxel
-    ``(i, j)``, so ``[0, i, j] == i`` and ``[1, i, j] == j``.
-    """
-    axes = [torch.arange(n, device=device, dtype=dtype) for n in shape]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"))
-
-
-def _grid_scale(shape: Sequence[int], device, dtype) -> torch.Tensor:
-    """Per-axis factor from voxels to grid_sample's [-1, 1] units, in tensor order.
-
-    An axis of length 1 has no extent; its factor is 0 so it samples its only voxel.
-    """
-    return torch.tensor([2.0 / (n - 1) if n > 1 else 0.0 for n in shape], device=device, dtype=dtype)
-
-
-def _voxels_to_grid(disp: torch.Tensor) -> torch.Tensor:
-    """Displacement in voxels ``(B, ndim, *spatial)`` -> sampling grid for grid_sample.
-
-    Returns ``(B, *spatial, ndim)`` with the last axis in grid_sample's reversed
-    (x, y[, z]) order and values normalised to ``[-1, 1]`` (align_corners=True).
-    Built one axis at a time from a 1-D ramp that broadcasts (see
-    :func:`_axis_in_grid_units`), so no full identity grid is ever allocated.
-    """
-    shifts = disp.unbind(1)  # ndim tensors (B, *spatial), one per axis, tensor order
-    columns = [_axis_in_grid_units(shifts[axis], axis) for axis in reversed(range(len(shifts)))]
-    return torch.stack(columns, dim=-1)
-
-
-def _axis_in_grid_units(shift: torch.Tensor, axis: int) -> torch.Tensor:
-    """Sampling position along spatial ``axis`` in grid units, for a shift ``(B, *spatial)`` in voxels.
-
-    On an axis of ``n`` voxels, voxel ``i`` moved by ``d`` sits at
-    ``-1 + (i + d) * 2 / (n - 1)``. An axis of length 1 has no extent: every
-    position is 0, the centre of its only voxel.
-    """
-    n = shift.shape[1 + axis]
-    if n == 1:
-        return torch.zeros_like(shift)
-    ramp_shape = [1] * shift.dim()
-    ramp_shape[1 + axis] = n
-    ramp = torch.linspace(-1.0, 1.0, n, device=shift.device, dtype=shift.dtype).view(ramp_shape)
-    return torch.add(ramp, shift, alpha=2.0 / (n - 1))
-
-
-def _grid_to_voxels(grid: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`_voxels_to_grid`: grid_sample grid -> displacement in voxels."""
-    spatial = grid.shape[1:-1]
-    base = _identity_in_grid_units(spatial, grid.device, grid.dtype)
-    scale = _grid_scale(spatial, grid.device, grid.dtype)
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    disp_grid = (grid - base).flip(-1).movedim(-1, 1)  # (B, ndim, *spatial), tensor order
-    view = (1, -1) + (1,) * len(spatial)
-    return disp_grid / safe.view(view) * (scale > 0).to(grid.dtype).view(view)
-
-
-def _identity_in_grid_units(spatial: Sequence[int], device, dtype) -> torch.Tensor:
-    """Identity sampling grid in grid_sample units: ``(*spatial, ndim)``, reversed axes."""
-    axes = [
-        torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype) if n > 1
-        else torch.zeros(1, device=device, dtype=dtype)
-        for n in spatial
-    ]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], dim=-1)
 
 
 def disp_to_grid(disp: torch.Tensor) -> torch.Tensor:
@@ -140,7 +78,7 @@ def disp_to_grid(disp: torch.Tensor) -> torch.Tensor:
     Useful to compare with libraries that store normalised grids.
     """
     check_disp(disp)
-    return _voxels_to_grid(disp)
+    return kernels.voxels_to_grid(disp)
 
 
 def grid_to_disp(grid: torch.Tensor) -> torch.Tensor:
@@ -151,24 +89,12 @@ def grid_to_disp(grid: torch.Tensor) -> torch.Tensor:
             f"`grid` must have shape (B, H, W, 2) or (B, D, H, W, 3), got {tuple(grid.shape)}."
         )
     check_floating(grid, "grid")
-    return _grid_to_voxels(grid)
+    return kernels.grid_to_voxels(grid)
 
 
 # ---------------------------------------------------------------------------
 # warping
 # ---------------------------------------------------------------------------
-
-
-def _resample(image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear",
-              padding: str = "border") -> torch.Tensor:
-    """Unchecked warp used by hot loops (integration, models). Same contract as :func:`warp`."""
-    batch = max(image.shape[0], disp.shape[0])
-    grid = _voxels_to_grid(disp)
-    if grid.shape[0] != batch:
-        grid = grid.expand(batch, *grid.shape[1:])
-    if image.shape[0] != batch:
-        image = image.expand(batch, *image.shape[1:])
-    return F.grid_sample(image, grid, mode=mode, padding_mode=padding, align_corners=True)
 
 
 def warp(image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear",
@@ -197,7 +123,7 @@ def warp(image: torch.Tensor, disp: torch.Tensor, mode: str = "bilinear",
     check_finite(disp, "disp")
     if _INTERPOLATION[mode] == "nearest":
         return _nearest(image, disp, padding)
-    return _resample(image, disp.to(image.dtype), _INTERPOLATION[mode], padding)
+    return kernels.resample(image, disp.to(image.dtype), _INTERPOLATION[mode], padding)
 
 
 # ---------------------------------------------------------------------------
@@ -315,25 +241,13 @@ def warp_labels(labels: torch.Tensor, disp: torch.Tensor, method: str = "nearest
     if method == "nearest":
         return _nearest(labels, disp, padding)
     values = torch.unique(labels)
-    onehot = (labels == values.view(1, -1, *([1] * ndim))).to(dtype)
-    warped = _resample(onehot, disp, "bilinear", padding)
+    warped = kernels.resample(kernels.one_hot(labels, values, dtype), disp, "bilinear", padding)
     return values[warped.argmax(dim=1, keepdim=True)].to(labels.dtype)
 
 
 # ---------------------------------------------------------------------------
 # sampling at any positions: an output grid that is not the image's
 # ---------------------------------------------------------------------------
-
-
-def _points_to_grid(points: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Voxel positions ``(B, ndim, *out)`` on a grid ``shape`` -> grid_sample grid ``(B, *out, ndim)``.
-
-    Index ``p`` on an axis of ``n`` voxels sits at ``-1 + p * 2 / (n - 1)``; an axis of length 1
-    has no extent, so every position on it reads its only voxel.
-    """
-    scale = _grid_scale(shape, points.device, points.dtype).view(1, -1, *([1] * (points.dim() - 2)))
-    grid = torch.where(scale > 0, points * scale - 1.0, torch.zeros_like(points))
-    return grid.movedim(1, -1).flip(-1)
 
 
 def _nearest_at(image: torch.Tensor, points: torch.Tensor, padding: str) -> torch.Tensor:
@@ -368,7 +282,7 @@ def sample(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear",
     """
     ndim = check_image(image, "image")
     check_disp(points, "points", ndim=ndim)
-    batch = check_batch(image, points, "image", "points")
+    check_batch(image, points, "image", "points")
     check_choice(mode, "mode", list(_INTERPOLATION))
     check_choice(padding, "padding", _PADDING)
     check_finite(points, "points")
@@ -376,9 +290,8 @@ def sample(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear",
     if _INTERPOLATION[mode] == "nearest":
         return _nearest_at(image, points, padding)
     check_floating(image, "image")
-    grid = _points_to_grid(points.to(image.dtype), image.shape[2:])
-    grid = grid.expand(batch, *grid.shape[1:])
-    image = image.expand(batch, *image.shape[1:])
+    grid = kernels.points_to_grid(points.to(image.dtype), image.shape[2:])
+    image, grid = kernels.broadcast_batch(image, grid)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding, align_corners=True)
 
 
@@ -391,7 +304,7 @@ def compose(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     ndim = check_disp(u, "u")
     check_disp(v, "v", ndim=ndim, spatial=u.shape[2:])
     check_batch(u, v, "u", "v")
-    return v + _resample(u, v)
+    return kernels.compose(u, v)
 
 
 def integrate(velocity: torch.Tensor, steps: int = 7) -> torch.Tensor:
@@ -407,15 +320,7 @@ def integrate(velocity: torch.Tensor, steps: int = 7) -> torch.Tensor:
     check_disp(velocity, "velocity")
     check_positive_int(steps, "steps", minimum=0)
     check_finite(velocity, "velocity")
-    return _integrate(velocity, steps)
-
-
-def _integrate(velocity: torch.Tensor, steps: int) -> torch.Tensor:
-    """Unchecked scaling and squaring."""
-    disp = velocity / (2 ** steps)
-    for _ in range(steps):
-        disp = disp + _resample(disp, disp)
-    return disp
+    return kernels.integrate(velocity, steps)
 
 
 # ---------------------------------------------------------------------------
@@ -444,10 +349,7 @@ def affine_to_disp(A: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     shape = tuple(int(s) for s in shape)
     if len(shape) != ndim:
         raise ValueError(f"`shape` must have {ndim} entries for a {ndim}D affine, got {shape}.")
-    grid = identity_grid(shape, A.device, A.dtype).reshape(ndim, -1)  # (ndim, N)
-    linear = A[:, :, :ndim] - torch.eye(ndim, device=A.device, dtype=A.dtype)
-    disp = linear @ grid + A[:, :, ndim:]  # (B, ndim, N)
-    return disp.reshape(A.shape[0], ndim, *shape)
+    return kernels.affine_to_disp(A, shape)
 
 
 def affine_identity(ndim: int, batch: int = 1, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -564,18 +466,7 @@ def resize_disp(disp: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     shape = tuple(int(s) for s in shape)
     if len(shape) != ndim:
         raise ValueError(f"`shape` must have {ndim} entries for a {ndim}D field, got {shape}.")
-    return _resize_disp(disp, shape)
-
-
-def _resize_disp(disp: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    old = disp.shape[2:]
-    if tuple(old) == shape:
-        return disp
-    mode = "bilinear" if len(shape) == 2 else "trilinear"
-    resized = F.interpolate(disp, size=shape, mode=mode, align_corners=True)
-    factors = [(m - 1) / (n - 1) if n > 1 else 1.0 for m, n in zip(shape, old, strict=True)]
-    factors = torch.tensor(factors, device=disp.device, dtype=disp.dtype)
-    return resized * factors.view(1, -1, *([1] * len(shape)))
+    return kernels.resize_disp(disp, shape)
 
 
 def jacobian_det(disp: torch.Tensor) -> torch.Tensor:
@@ -604,11 +495,15 @@ def _jacobian_det(disp: torch.Tensor, ndim: int) -> torch.Tensor:
     )
 
 
-def disp_to_mm(disp: torch.Tensor, spacing: Sequence[float]) -> torch.Tensor:
-    """Convert a field in voxels to millimetres, given the voxel ``spacing`` per axis (mm)."""
+def disp_to_mm(disp: torch.Tensor, voxel_size: Sequence[float] | None = None, *,
+               spacing: Sequence[float] | None = None) -> torch.Tensor:
+    """Convert a field in voxels to millimetres, given the ``voxel_size`` per axis (mm, tensor
+    axis order; ``spacing`` is its old name)."""
+    voxel_size = renamed_keyword(voxel_size, spacing, "voxel_size", "spacing")
     ndim = check_disp(disp)
-    if len(spacing) != ndim:
-        raise ValueError(f"`spacing` must have {ndim} entries, got {list(spacing)}.")
-    s = torch.tensor([float(x) for x in spacing], device=disp.device, dtype=disp.dtype)
+    if voxel_size is None or len(voxel_size) != ndim:
+        raise ValueError(f"`voxel_size` must have {ndim} entries (mm per voxel along each axis), "
+                         f"got {voxel_size!r}.")
+    s = torch.tensor([float(x) for x in voxel_size], device=disp.device, dtype=disp.dtype)
     return disp * s.view(1, -1, *([1] * ndim))
 

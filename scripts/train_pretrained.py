@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from regedu import __version__
-from regedu.data import BrainSlicePairs, LargeDeformationPairs, SynthMorphPairs
+from regedu.data import BrainSlicePairs, BrainVolumePairs, LargeDeformationPairs, SynthMorphPairs
 from regedu.models import PRETRAINED, PyramidNet, VoxelMorph
 from regedu.models.pretrained import WEIGHTS
 from regedu.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
@@ -49,25 +49,34 @@ CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 TRAIN_SEED = 10**6
 VALIDATION_SEED = 5 * 10**6
 VALIDATION_PAIRS = 32
+VALIDATION_VOLUMES = 4  # 3D validation pairs
 
 
-def brain_pairs(seed: int, length: int):
-    return BrainSlicePairs(length, seed=seed)
+# each maker gives the pairs of one seed, generated on ``device`` (items do not depend on it)
+def brain_pairs(seed: int, length: int, device=None):
+    return BrainSlicePairs(length, seed=seed, device=device)
 
 
-def synthmorph_pairs(seed: int, length: int):
-    return SynthMorphPairs(length, shape=(96, 112), seed=seed)
+def brain_volume_pairs(seed: int, length: int, device=None):
+    return BrainVolumePairs(length, seed=seed, device=device)
 
 
-def toy_pairs(seed: int, length: int):
+def synthmorph_pairs(seed: int, length: int, device=None):
+    return SynthMorphPairs(length, shape=(96, 112), seed=seed, device=device)
+
+
+def toy_pairs(seed: int, length: int, device=None):
     """Notebook 06's setting: a disk pushed 12 to 20 voxels, 64 x 64."""
-    return LargeDeformationPairs(length, shape=(64, 64), magnitude=20.0, min_magnitude=12.0, seed=seed)
+    return LargeDeformationPairs(length, shape=(64, 64), magnitude=20.0, min_magnitude=12.0, seed=seed,
+                                 device=device)
 
 
 BRAIN_CONFIG = dict(batch_size=4, lr=2e-3, schedule="cosine", steps=12000)
 # the lessons' models (regulariser sweep, supervision trio, diffeomorphic) share one smaller budget,
 # so the models a lesson compares were trained alike; the default model above gets three times more
 LESSON_CONFIG = dict(BRAIN_CONFIG, steps=4000)
+# 3D: one 96 x 112 x 96 volume pair per step (a GPU run takes minutes; a 2-core CPU, hours)
+BRAIN3D_CONFIG = dict(batch_size=1, lr=1e-3, schedule="cosine", steps=3000)
 TOY_CONFIG = dict(batch_size=8, lr=2e-3, schedule="cosine", steps=3000, similarity="mse", weight=0.01)
 
 RECIPES = {
@@ -75,7 +84,8 @@ RECIPES = {
     "voxelmorph2d_brain": (VoxelMorph, {"ndim": 2}, brain_pairs,
                            dict(BRAIN_CONFIG, supervision="unsupervised", similarity="ncc", weight=1.0)),
     "voxelmorph2d_brain_diff": (VoxelMorph, {"ndim": 2, "diffeomorphic": True}, brain_pairs,
-                                dict(LESSON_CONFIG, supervision="unsupervised", similarity="ncc", weight=1.0)),
+                                dict(LESSON_CONFIG, supervision="unsupervised", similarity="ncc",
+                                     weight=1.0)),
     "voxelmorph2d_brain_supervised": (VoxelMorph, {"ndim": 2}, brain_pairs,
                                       dict(LESSON_CONFIG, supervision="supervised")),
     "voxelmorph2d_brain_labels": (VoxelMorph, {"ndim": 2}, brain_pairs,
@@ -89,10 +99,18 @@ RECIPES = {
     "voxelmorph2d_brain_lambda10": (VoxelMorph, {"ndim": 2}, brain_pairs,
                                     dict(LESSON_CONFIG, supervision="unsupervised", weight=10.0)),
     "synthmorph2d": (VoxelMorph, {"ndim": 2}, synthmorph_pairs,
-                     dict(BRAIN_CONFIG, supervision="synthmorph", weight=1.0, steps=8000)),
+                     dict(BRAIN_CONFIG, supervision="synthmorph", weight=1.0, steps=6000)),
+    "voxelmorph3d_brain": (VoxelMorph, {"ndim": 3}, brain_volume_pairs,
+                           dict(BRAIN3D_CONFIG, supervision="unsupervised", similarity="ncc", weight=1.0)),
     "toy_voxelmorph2d": (VoxelMorph, {"ndim": 2}, toy_pairs, dict(TOY_CONFIG)),
     "toy_voxelmorph2d_diff": (VoxelMorph, {"ndim": 2, "diffeomorphic": True}, toy_pairs, dict(TOY_CONFIG)),
     "toy_pyramid2d": (PyramidNet, {"ndim": 2}, toy_pairs, dict(TOY_CONFIG)),
+}
+
+
+# recipes whose model is not in regedu/weights yet (regedu.models.PRETRAINED lists only shipped ones)
+NOT_SHIPPED_YET = {
+    "voxelmorph3d_brain": "3000 steps of one 96x112x96 pair take hours on a 2-core CPU, minutes on a GPU",
 }
 
 
@@ -115,15 +133,16 @@ def _progress_line(path: Path, history, validation: dict | None) -> None:
 
 
 def train_one(name: str, steps: int | None, minutes: float | None, out: Path, checkpoint_every: int,
-              checkpoints: Path, workers: int = 1) -> dict | None:
+              checkpoints: Path, workers: int = 1, device: str = "cpu") -> dict | None:
     """Train (or continue) one recipe. Returns its summary when it reached its step count,
     ``None`` when it stopped early (time budget) with its state saved for the next run."""
     cls, arguments, data, fields = RECIPES[name]
     config = TrainConfig(**{**fields, "steps": steps or fields["steps"]}, validate_every=10**9,
                          checkpoint_every=10**9, num_workers=workers)
     torch.manual_seed(0)
-    model = cls(**arguments)
-    validation = data(VALIDATION_SEED, VALIDATION_PAIRS)
+    model = cls(**arguments).to(device)
+    count = VALIDATION_VOLUMES if arguments["ndim"] == 3 else VALIDATION_PAIRS
+    validation = data(VALIDATION_SEED, count, device)
     checkpoint = checkpoints / f"{name}.ckpt"
     progress = checkpoints / f"{name}.progress"
     if not checkpoint.exists():
@@ -133,7 +152,7 @@ def train_one(name: str, steps: int | None, minutes: float | None, out: Path, ch
     history = None
     while True:
         chunk_end = min(config.steps, _step_of(checkpoint) + checkpoint_every)
-        history = train(model, data(TRAIN_SEED, 10**7), config, checkpoint=checkpoint, resume=True,
+        history = train(model, data(TRAIN_SEED, 10**7, device), config, checkpoint=checkpoint, resume=True,
                         progress=sys.stderr.isatty(), until=chunk_end)
         done = history.step >= config.steps
         _progress_line(progress, history, evaluate(model, validation) if done or history.step % 2000 == 0
@@ -164,7 +183,7 @@ def _finish(name, model, config, history, validation, progress, out, checkpoint)
         "seconds": round(history.seconds, 1),
         f"loss_every_{every}_steps": [round(sum(losses[i:i + every]) / len(losses[i:i + every]), 4)
                                       for i in range(0, len(losses), every)],
-        "validation_pairs": VALIDATION_PAIRS, "validation_before": before, "validation_after": after,
+        "validation_pairs": len(validation), "validation_before": before, "validation_after": after,
         "resumable_checkpoint": _relative(checkpoint),
     }
 
@@ -195,6 +214,22 @@ def list_recipes(checkpoints: Path, out: Path) -> None:
         print(f"{name:34s} {fields['steps']:6d} steps  {state}")
 
 
+def shipped_table(out: Path) -> str:
+    """A markdown table of the finished models in ``out``, from their logs (for the README)."""
+    rows = ["| model | steps | minutes | validation Dice before -> after | folding % after |",
+            "|---|---|---|---|---|"]
+    for name in RECIPES:
+        log = out / f"{name}.log"
+        if not log.exists():
+            rows.append(f"| `{name}` | not trained yet | | | |")
+            continue
+        entry = json.loads(log.read_text())
+        before, after = entry["validation_before"], entry["validation_after"]
+        rows.append(f"| `{name}` | {entry['steps']} | {entry['seconds'] / 60:.0f} | "
+                    f"{before['dice']:.3f} -> {after['dice']:.3f} | {100 * after['folding']:.3f} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__,
@@ -209,7 +244,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="where training state goes")
     parser.add_argument("--workers", type=int, default=1,
                         help="data-loading processes (0: in the training process; the data are the same)")
+    parser.add_argument("--device", default="cpu",
+                        help="where to train and make the pairs (cuda if there is one; same model)")
     parser.add_argument("--list", action="store_true", help="list the recipes and how far each has got")
+    parser.add_argument("--table", action="store_true",
+                        help="print a markdown table of the finished models' logs in --out (README)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(RECIPES))
     if unknown:
@@ -219,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         list_recipes(args.checkpoints, args.out)
         return
+    if args.table:
+        print(shipped_table(args.out))
+        return
     names = args.names or [n for n in RECIPES if not (args.out / f"{n}.pt").exists()]
     deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
     for name in names:
@@ -226,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         if left is not None and left <= 0:
             break
         summary = train_one(name, args.steps, left, args.out, args.checkpoint_every, args.checkpoints,
-                            args.workers)
+                            args.workers, args.device)
         if summary is None:
             break
         write_log(summary, args.out, argv)

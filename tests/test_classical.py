@@ -12,14 +12,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import interpolate, ndimage
+from scipy import interpolate
 
 from regedu import metrics, warps
 from regedu.classical import (
     RegistrationResult,
     bspline_to_disp,
     control_grid_shape,
-    cubic_bspline,
     demons,
     demons_update,
     gaussian_smooth,
@@ -97,15 +96,6 @@ def textured_image(shape, seed=0):
 # ---------------------------------------------------------------------------
 
 
-def test_cubic_bspline_values_and_partition_of_unity():
-    t = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, -1.0])
-    expected = torch.tensor([2 / 3, 23 / 48, 1 / 6, 1 / 48, 0.0, 0.0, 1 / 6])
-    torch.testing.assert_close(cubic_bspline(t), expected)
-    x = torch.linspace(0, 1, 11)
-    total = sum(cubic_bspline(x - k) for k in range(-3, 4))
-    torch.testing.assert_close(total, torch.ones_like(x))
-
-
 def test_control_grid_shape():
     assert control_grid_shape((33, 40), 8) == (4 + 3, 5 + 3)
     assert control_grid_shape((10, 10, 10), (3, 4.5, 9)) == (6, 5, 4)
@@ -153,20 +143,8 @@ def test_bspline_matches_scipy_tensor_product_spline():
         np.testing.assert_allclose(field[0, channel].numpy(), spline(points), atol=1e-10)
 
 
-@pytest.mark.parametrize("shape", [(20, 25), (9, 12, 10)])
-@pytest.mark.parametrize("sigma", [1.0, 2.0])
-def test_gaussian_smooth_matches_scipy(shape, sigma):
-    x = torch.rand(1, 1, *shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    expected = ndimage.gaussian_filter(x[0, 0].numpy(), sigma, mode="nearest", truncate=3.0)
-    np.testing.assert_allclose(gaussian_smooth(x, sigma)[0, 0].numpy(), expected, atol=1e-10)
-
-
-def test_gaussian_smooth_per_axis_and_zero_sigma():
-    x = torch.rand(2, 3, 10, 12)
-    torch.testing.assert_close(gaussian_smooth(x, 0), x)
-    only_last = gaussian_smooth(x, (0, 1.5))
-    expected = ndimage.gaussian_filter1d(x.numpy(), 1.5, axis=-1, mode="nearest", truncate=3.0)
-    np.testing.assert_allclose(only_last.numpy(), expected, atol=1e-6)
+# the cubic B-spline basis and Gaussian smoothing are tested in test_consolidation.py
+# (regedu.bspline, regedu.filters)
 
 
 def test_pyramid_shapes_keep_the_corners_and_refuse_tiny_levels():
@@ -273,7 +251,7 @@ METHODS_2D = {
     "affine": lambda m, f, **kw: register_affine(m, f, **kw),
     "dense": lambda m, f, **kw: register_dense(m, f, **kw),
     "svf": lambda m, f, **kw: register_dense(m, f, diffeomorphic=True, **kw),
-    "bspline": lambda m, f, **kw: register_bspline(m, f, spacing=6, **kw),
+    "bspline": lambda m, f, **kw: register_bspline(m, f, control_spacing=6, **kw),
     "demons": lambda m, f, **kw: demons(m, f, **kw),
     "diffeomorphic_demons": lambda m, f, **kw: demons(m, f, diffeomorphic=True, **kw),
 }
@@ -427,8 +405,8 @@ def test_other_bad_options_raise(pair2d):
     moving, fixed = pair2d["moving"], pair2d["fixed"]
     with pytest.raises(ValueError, match="transform"):
         register_affine(moving, fixed, transform="similarity")
-    with pytest.raises(ValueError, match="spacing"):
-        register_bspline(moving, fixed, spacing=0)
+    with pytest.raises(ValueError, match="control_spacing"):
+        register_bspline(moving, fixed, control_spacing=0)
     with pytest.raises(ValueError, match="max_step"):
         demons(moving, fixed, max_step=0)
     with pytest.raises(ValueError, match="one-channel"):

@@ -18,7 +18,7 @@ from regedu import metrics, warps
 from regedu.api import register
 from regedu.classical import pyramid_shapes, register_affine, register_bspline
 from regedu.classical.affine import level_learning_rates
-from regedu.classical.bspline import default_spacing
+from regedu.classical.bspline import default_control_spacing
 from regedu.classical.common import MIN_LEVEL_SIZE, auto_pyramid, converged, plan_pyramid
 from regedu.data import brain_slice, brain_volume, random_transform, subject_from_disp
 
@@ -92,10 +92,10 @@ def test_explicit_levels_and_iterations_are_honoured():
         register_affine(moving, moving.flip(-1), voxel_size=(2.0, 2.0), progress=False)
 
 
-def test_default_spacing_is_16_mm_when_the_voxel_size_is_known():
-    assert default_spacing(3) == (8.0, 8.0, 8.0)
-    assert default_spacing(3, (2.0, 2.0, 2.0)) == (8.0, 8.0, 8.0)
-    torch.testing.assert_close(torch.tensor(default_spacing(3, (1.0, 1.0, 3.0))),
+def test_default_control_spacing_is_16_mm_when_the_voxel_size_is_known():
+    assert default_control_spacing(3) == (8.0, 8.0, 8.0)
+    assert default_control_spacing(3, (2.0, 2.0, 2.0)) == (8.0, 8.0, 8.0)
+    torch.testing.assert_close(torch.tensor(default_control_spacing(3, (1.0, 1.0, 3.0))),
                                torch.tensor([16.0, 16.0, 16.0 / 3]))
 
 

@@ -344,9 +344,9 @@ def test_hd95_of_a_ball_and_the_ball_shifted_by_k_is_about_k(ndim, shift):
     b = as_label_map(ball(shape, moved, radius))
     result = metrics.hd95(a, b).item()
     assert abs(result - shift) <= 1.0
-    assert metrics.hd95(a, b, spacing=2.0).item() == pytest.approx(2 * result, rel=1e-6)
-    same_in_mm = metrics.hd95(a, b, spacing=np.full(ndim, 2.0)).item()
-    assert same_in_mm == metrics.hd95(a, b, spacing=torch.full((ndim,), 2.0)).item()
+    assert metrics.hd95(a, b, voxel_size=2.0).item() == pytest.approx(2 * result, rel=1e-6)
+    same_in_mm = metrics.hd95(a, b, voxel_size=np.full(ndim, 2.0)).item()
+    assert same_in_mm == metrics.hd95(a, b, voxel_size=torch.full((ndim,), 2.0)).item()
     assert same_in_mm == pytest.approx(2 * result, rel=1e-6)
 
 
@@ -375,7 +375,7 @@ def test_hd95_in_mm_uses_the_spacing_of_each_axis(ndim):
         mask_a, mask_b = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
         mask_a[tuple(start)] = True
         mask_b[tuple(end)] = True
-        result = metrics.hd95(as_label_map(mask_a), as_label_map(mask_b), spacing=spacing)
+        result = metrics.hd95(as_label_map(mask_a), as_label_map(mask_b), voxel_size=spacing)
         assert result.item() == pytest.approx(3 * spacing[axis], rel=1e-6)
 
 
@@ -398,7 +398,7 @@ def test_hd95_matches_uncropped_scipy_reference(ndim):
     a = torch.from_numpy(np.digitize(blobs[0], [-0.1, 0.1])[None, None])  # labels 0, 1, 2
     b = torch.from_numpy(np.digitize(blobs[1], [-0.1, 0.1])[None, None])
     spacing = [1.5, 1.0, 0.8][:ndim]
-    result = metrics.hd95(a, b, labels=[0, 1, 2], spacing=spacing)
+    result = metrics.hd95(a, b, labels=[0, 1, 2], voxel_size=spacing)
     expected = [hd95_numpy(a.numpy()[0, 0] == v, b.numpy()[0, 0] == v, spacing) for v in (0, 1, 2)]
     assert result[0].tolist() == pytest.approx(expected, rel=1e-6)
 
@@ -422,7 +422,7 @@ def test_hd95_broadcasts_a_batch_of_one(ndim):
 def test_hd95_rejects_bad_spacing(spacing, message):
     labels = line_labels((6, 6), [1, 1])
     with pytest.raises(ValueError, match=message):
-        metrics.hd95(labels, labels, spacing=spacing)
+        metrics.hd95(labels, labels, voxel_size=spacing)
 
 
 # ---------------------------------------------------------------------------
@@ -453,7 +453,7 @@ def test_tre_is_exact_for_a_constant_shift(ndim):
     assert metrics.tre(points, points, disp).item() == pytest.approx(shift.norm().item(), rel=1e-12)
     spacing = [0.5, 2.0, 1.5][:ndim]
     in_mm = (shift * torch.tensor(spacing, dtype=torch.float64)).norm().item()
-    assert metrics.tre(points, points, disp, spacing=spacing).item() == pytest.approx(in_mm, rel=1e-12)
+    assert metrics.tre(points, points, disp, voxel_size=spacing).item() == pytest.approx(in_mm, rel=1e-12)
 
 
 def test_tre_interpolates_an_affine_field_exactly_between_voxels(ndim):
@@ -522,7 +522,7 @@ def test_tre_rejects_bad_types_and_spacing():
     with pytest.raises(ValueError, match="one channel per spatial axis"):
         metrics.tre(points, points, torch.zeros(1, 3, 6, 8))
     with pytest.raises(ValueError, match="finite and positive"):
-        metrics.tre(points, points, disp, spacing=[1.0, 0.0])
+        metrics.tre(points, points, disp, voxel_size=[1.0, 0.0])
 
 
 DICE_MANY_LABELS_SCRIPT = """

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from regedu import losses, metrics, warps
+from regedu.kernels import crop, pad_to_multiple
 from regedu.models import (
     AffineNet,
     Cascade,
@@ -17,7 +18,6 @@ from regedu.models import (
     VoxelMorph,
     centred_to_voxel_affine,
 )
-from regedu.models.base import crop, pad_to_multiple
 from regedu.models.unet import DepthwiseConv, PointwiseConv, memory_format_for, upsample_conv
 
 SHAPES = {2: (32, 40), 3: (16, 24, 16)}
@@ -103,10 +103,10 @@ def test_crop_undoes_padding_at_the_right_offset(ndim):
             p.add_(torch.randn_like(p) * 0.05)
     shape = ODD_SHAPES[ndim]
     moving, fixed = smooth_image(shape, 1), smooth_image(shape, 2)
-    moving_padded, pads = pad_to_multiple(moving, model.factor)
-    fixed_padded, _ = pad_to_multiple(fixed, model.factor)
+    moving_padded, pads = pad_to_multiple(moving, model.factor, "replicate")
+    fixed_padded, _ = pad_to_multiple(fixed, model.factor, "replicate")
     assert all(n % model.factor == 0 for n in moving_padded.shape[2:])
-    assert all(abs(before - after) <= 1 for before, after in pads)  # centred
+    assert all(abs(before - after) <= 1 for before, after in zip(*pads, strict=True))  # centred
     with torch.no_grad():
         expected = crop(model.net(moving_padded, fixed_padded), pads)
         _, disp = model(moving, fixed)
@@ -240,8 +240,8 @@ def test_pyramid_with_one_level_is_a_single_flow_net(ndim):
     moving, fixed = smooth_image(SHAPES[ndim], 1), smooth_image(SHAPES[ndim], 2)
     with torch.no_grad():
         _, disp = model(moving, fixed)
-        moving_padded, pads = pad_to_multiple(moving, model.factor)
-        fixed_padded, _ = pad_to_multiple(fixed, model.factor)
+        moving_padded, pads = pad_to_multiple(moving, model.factor, "replicate")
+        fixed_padded, _ = pad_to_multiple(fixed, model.factor, "replicate")
         torch.testing.assert_close(disp, crop(model.nets[0](moving_padded, fixed_padded), pads))
 
 

@@ -6,8 +6,10 @@ these tests check the files themselves.
 
 from __future__ import annotations
 
-import importlib.util
+import ast
+import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,8 +87,21 @@ def test_builder_refuses_too_few_exercises():
         notebook.notebooks()
 
 
-def test_builder_is_importable_as_a_module():
-    assert importlib.util.find_spec("notebook_builder") is not None
+def test_builder_is_importable_as_a_module(tmp_path):
+    """`python notebooks/build/NN_name.py` runs from any folder: Python puts the script's folder first
+    on sys.path, where `import notebook_builder` must find this folder's file and import it on its own.
+    Checked in a fresh interpreter started elsewhere, since this test file has imported the builder
+    already (through the path it added), and for every builder script."""
+    probe = (f"import sys; sys.path.insert(0, {str(BUILD)!r}); import notebook_builder; "
+             f"print(notebook_builder.__file__); print(notebook_builder.Notebook.__name__)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(BUILD / "notebook_builder.py"), "Notebook"], done.stdout
+    for name in BUILT:
+        tree = ast.parse((BUILD / f"{name}.py").read_text())
+        modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "notebook_builder" in modules, f"notebooks/build/{name}.py does not import notebook_builder"
 
 
 def test_the_html_render_covers_the_course_in_order():

@@ -2,10 +2,8 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
 from regedu import warps
 from regedu.data import synthetic as S
@@ -42,21 +40,7 @@ def test_make_generator():
         S.make_generator(1.5)
 
 
-def test_bspline_weights_form_a_partition_of_unity_and_reproduce_lines():
-    size, spacing = 37, 5.0
-    weights = S._bspline_matrix(size, spacing, None, torch.float64)
-    assert torch.allclose(weights.sum(dim=1), torch.ones(size, dtype=torch.float64))
-    knots = (torch.arange(weights.shape[1], dtype=torch.float64) - 1) * spacing
-    assert torch.allclose(weights @ knots, torch.arange(size, dtype=torch.float64))  # cubic B-splines
-
-
-def test_smooth_noise_upsampling_is_separable(shape):
-    # a control grid that is constant along all but one axis gives a field constant along them
-    counts = [S._control_points(n, 6.0) for n in shape]
-    coarse = torch.randn(1, 1, counts[0], *[1] * (len(shape) - 1), dtype=torch.float64).expand(1, 1, *counts)
-    field = S._bspline_upsample(coarse, shape, 6.0)
-    assert field.shape == (1, 1, *shape)
-    assert torch.allclose(field, field[(..., *[slice(0, 1)] * (len(shape) - 1))].expand_as(field))
+# the cubic B-spline basis itself is tested in test_consolidation.py (regedu.bspline)
 
 
 # ---------------------------------------------------------------------------
@@ -179,12 +163,7 @@ def test_random_transform_is_the_affine_after_the_diffeomorphism(shape):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sigma", [1.0, 1.5])
-def test_gaussian_blur_matches_scipy(shape, sigma):
-    image = torch.rand(1, 1, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    expected = ndimage.gaussian_filter(image[0, 0].numpy(), sigma, mode="nearest", truncate=3.0)
-    np.testing.assert_allclose(S.gaussian_blur(image, sigma)[0, 0].numpy(), expected, atol=1e-12)
-    assert S.gaussian_blur(image, 0) is image
+# gaussian_blur is the checked form of regedu.filters.gaussian_smooth: tested in test_consolidation.py
 
 
 def test_augment_intensity(shape):

@@ -21,7 +21,8 @@ def _script():
 
 def test_every_recipe_is_a_described_shipped_model():
     script = _script()
-    assert set(script.RECIPES) == set(PRETRAINED)
+    assert set(script.RECIPES) == set(PRETRAINED) | set(script.NOT_SHIPPED_YET)
+    assert not set(PRETRAINED) & set(script.NOT_SHIPPED_YET)
 
 
 def test_a_run_cut_short_continues_and_finishes_with_a_clean_log(tmp_path, capsys):
@@ -45,3 +46,16 @@ def test_a_run_cut_short_continues_and_finishes_with_a_clean_log(tmp_path, capsy
     assert str(tmp_path) not in log_text and "/work" not in log_text and "/home" not in log_text
     progress = (checkpoints / "toy_voxelmorph2d.progress").read_text().splitlines()
     assert [json.loads(line).get("step") for line in progress[1:]] == [2, 4]
+
+
+def test_the_readme_table_lists_finished_models_from_their_logs(tmp_path, capsys):
+    script = _script()
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    log = {"steps": 7, "seconds": 120.0, "validation_before": {"dice": 0.25, "folding": 0.0},
+           "validation_after": {"dice": 0.75, "folding": 0.001}}
+    (weights / "toy_pyramid2d.log").write_text(json.dumps(log))
+    script.main(["--table", "--out", str(weights), "--checkpoints", str(tmp_path / "checkpoints")])
+    table = capsys.readouterr().out
+    assert "| `toy_pyramid2d` | 7 | 2 | 0.250 -> 0.750 | 0.100 |" in table
+    assert "| `toy_voxelmorph2d` | not trained yet |" in table

@@ -125,10 +125,17 @@ def test_figures_leave_pyplot_alone_and_never_show(monkeypatch):
 def test_inputs_with_gradients_and_other_dtypes_are_accepted():
     image = smooth_image((8, 10)).requires_grad_(True)
     disp = wavy_field((8, 10), 0.5).to(torch.float16)
-    viz.show_image(image)
-    viz.jacobian_map(disp)
-    viz.deformation_grid(disp[0])  # (ndim, *spatial) without a batch axis
-    viz.overlay(image, torch.zeros(8, 10, dtype=torch.bool))
+    shown = only_axes(viz.show_image(image)).images[0].get_array()
+    np.testing.assert_allclose(shown, image.detach()[0, 0].numpy(), rtol=1e-6)
+    jacobian = viz.jacobian_map(disp).axes[0].images[0].get_array()
+    expected = warps.jacobian_det(disp.float())[0].numpy()
+    np.testing.assert_allclose(jacobian, expected, rtol=2e-3)  # float16 has about 3 significant digits
+    grid = only_axes(viz.deformation_grid(disp[0]))  # (ndim, *spatial) without a batch axis
+    assert grid.lines and all(np.isfinite(line.get_xydata()).all() for line in grid.lines)
+    labels = torch.zeros(8, 10, dtype=torch.bool)
+    labels[2:5, 3:7] = True
+    rgba = only_axes(viz.overlay(image, labels)).images[1].get_array()
+    np.testing.assert_array_equal(rgba[..., 3] > 0, labels.numpy())
 
 
 def test_ax_argument_draws_into_the_given_axes():

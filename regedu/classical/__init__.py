@@ -10,12 +10,14 @@ for the transform that makes ``warp(moving, disp)`` look like ``fixed``.
 
 All run coarse to fine over a resolution pyramid, on the inputs' device, for a
 batch of pairs at once, and return a :class:`RegistrationResult` whose ``disp`` is
-the total displacement in voxels (DESIGN.md's convention). Every method can start
+the total displacement in voxels (docs/DESIGN.md's convention). Every method can start
 from an affine (``affine=register_affine(...).affine``); :func:`regedu.register`
 chains them for you.
 
-One module per method: ``affine.py``, ``dense.py``, ``bspline.py``, ``demons.py``;
-what they share (input checks, pyramid, smoothing, the Adam loop) is in ``common.py``.
+One module per method: ``affine.py``, ``dense.py``, ``bspline.py``, ``demons.py``, each the
+body of a loop over the levels of :class:`~regedu.classical.pyramid.PyramidRun` (``pyramid.py``:
+checks, pyramid, progress, history and result, so a new method is about 15 lines); the pieces
+they share (input checks, pyramid planning, the Adam loop) are in ``common.py``.
 """
 
 from .affine import register_affine
@@ -23,6 +25,7 @@ from .bspline import bspline_to_disp, control_grid_shape, cubic_bspline, registe
 from .common import RegistrationResult, gaussian_smooth, pyramid_shapes
 from .demons import demons, demons_update, match_histogram
 from .dense import register_dense
+from .pyramid import Level, PyramidRun
 
 __all__ = [
     "RegistrationResult",
@@ -37,4 +40,6 @@ __all__ = [
     "cubic_bspline",
     "gaussian_smooth",
     "pyramid_shapes",
+    "PyramidRun",
+    "Level",
 ]

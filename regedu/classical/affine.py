@@ -12,7 +12,7 @@ from parameters that each mean one thing, all of order 0.01 per step:
 
 The sampling location is ``y = R H S (x - c) + c + t`` (rotation, shear and scaling
 about the centre ``c``, then the translation), i.e. the matrix ``A = [M | c - M c + t]``
-of DESIGN.md's convention, acting on voxel indices of the fixed grid.
+of docs/DESIGN.md's convention, acting on voxel indices of the fixed grid.
 
 Step sizes across the pyramid. A step of ``lr`` in these units moves the image by a fixed
 fraction of its extent, which is twice as many voxels on each finer level: on the full
@@ -27,37 +27,17 @@ iterations (``warmup`` in :func:`~regedu.classical.common.optimise_level`).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import partial
 
 import torch
 
-from ..checks import check_choice
-from ..warps import (
-    affine_to_disp,
-    compose_affine,
-    identity_grid,
-    rotation,
-    scaling,
-    shear,
-    translation,
-    warp,
-)
-from .common import (
-    RegistrationResult,
-    affine_on_grid,
-    check_number,
-    convergence_tolerance,
-    downsample,
-    normalise_intensities,
-    optimise_level,
-    plan_pyramid,
-    prepare_pair,
-    progress_bar,
-    similarity_function,
-    warp_in_loop,
-)
+from .. import kernels
+from ..checks import check_choice, check_number
+from ..result import RegistrationResult
+from ..warps import compose_affine, identity_grid, rotation, scaling, shear, translation
+from .common import affine_on_grid, similarity_function
+from .pyramid import Level, PyramidRun
 
 __all__ = ["register_affine", "AffineParameters", "centre_of_mass", "level_learning_rates"]
 
@@ -146,10 +126,10 @@ def level_learning_rates(lr: float, shapes) -> list[float]:
     return [lr * scale for scale in scales]
 
 
-def _level_loss(params: AffineParameters, shape, level_shape, moving, fixed, similarity) -> torch.Tensor:
-    """Similarity of ``fixed`` and ``moving`` warped by the current affine, on one pyramid level."""
-    A = affine_on_grid(params.to_affine(shape), shape, level_shape)
-    return similarity(fixed, warp_in_loop(moving, affine_to_disp(A, level_shape)))
+def _level_loss(params: AffineParameters, level: Level, similarity) -> torch.Tensor:
+    """Similarity of the level's ``fixed`` and ``moving`` warped by the current affine."""
+    A = affine_on_grid(params.to_affine(level.run.shape), level.run.shape, level.shape)
+    return similarity(level.fixed, level.warp(kernels.affine_to_disp(A, level.shape)))
 
 
 def register_affine(moving: torch.Tensor, fixed: torch.Tensor, transform: str = "affine",
@@ -201,40 +181,25 @@ def register_affine(moving: torch.Tensor, fixed: torch.Tensor, transform: str = 
         displacement field and ``warped = warp(moving, disp)``; ``parameters`` holds the
         angles, log-scales, shears and translation (fractions of the extent).
     """
-    start = time.perf_counter()
-    moving, fixed, ndim = prepare_pair(moving, fixed, device)
     check_choice(transform, "transform", TRANSFORMS)
     check_choice(init, "init", ("com", "identity"))
     lr = check_number(lr, "lr", strict=True)
-    shape = tuple(fixed.shape[2:])
-    shapes, counts, automatic = plan_pyramid(shape, levels, iterations, SCHEDULE, voxel_size)
-    tolerance = convergence_tolerance(tolerance, automatic)
     loss_of = similarity_function(similarity, window, bins)
-    moving_01, fixed_01 = normalise_intensities(moving), normalise_intensities(fixed)
-    params = initial_parameters(moving_01, fixed_01, transform, init)
-
-    history = []
-    started = False  # whether a coarser level has moved the parameters yet
-    with progress_bar(sum(counts), progress, transform) as bar:
-        for level, (level_shape, count, level_lr) in enumerate(
-                zip(shapes, counts, level_learning_rates(lr, shapes), strict=True)):
-            if count == 0:
-                history.append([])
+    with PyramidRun(moving, fixed, transform, levels=levels, iterations=iterations, schedule=SCHEDULE,
+                    voxel_size=voxel_size, tolerance=tolerance, callback=callback, progress=progress,
+                    device=device) as run:
+        params = initial_parameters(run.moving, run.fixed, transform, init)
+        started = False  # whether a coarser level has moved the parameters yet
+        for level, level_lr in zip(run.levels(), level_learning_rates(lr, run.shapes), strict=True):
+            if level.iterations == 0:
                 continue
-            level_loss = partial(_level_loss, params, shape, level_shape, downsample(moving_01, level_shape),
-                                 downsample(fixed_01, level_shape), loss_of)
-            warmup = min(WARMUP, count // 4) if started else 0
-            history.append(optimise_level(level_loss, params.tensors(), count, level_lr, level, callback, bar,
-                                          warmup=warmup, tolerance=tolerance, reported_lr=lr))
+            warmup = min(WARMUP, level.iterations // 4) if started else 0
+            level.minimise(partial(_level_loss, params, level, loss_of), params.tensors(), level_lr,
+                           warmup=warmup, reported_lr=lr)
             started = True
-
     with torch.no_grad():
-        A = params.to_affine(shape)
-        disp = affine_to_disp(A, shape)
-        warped = warp(moving, disp)
+        A = params.to_affine(run.shape)
     named = {"angles": params.angles, "translation": params.translation,
              "log_scales": params.log_scales, "shears": params.shears}
-    return RegistrationResult(
-        warped=warped, disp=disp, affine=A, history=history, seconds=time.perf_counter() - start,
-        method=transform, parameters={k: v.detach() for k, v in named.items() if v is not None},
-    )
+    parameters = {k: v.detach() for k, v in named.items() if v is not None}
+    return run.result(kernels.affine_to_disp(A, run.shape), parameters, affine=A)

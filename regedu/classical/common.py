@@ -1,24 +1,27 @@
 """What every classical (per-pair, iterative) method shares.
 
-* :class:`RegistrationResult`, the one result type of every method;
+* :class:`RegistrationResult`, the one result type of every method (from :mod:`regedu.result`);
 * :func:`prepare_pair`, the input checks of a ``(moving, fixed)`` pair;
 * :func:`plan_pyramid` (with :func:`auto_pyramid` and :func:`pyramid_shapes`) and
   :func:`downsample`, the resolution pyramid, its depth and iterations chosen from the image
   (size and voxel size) unless given;
-* :func:`gaussian_smooth`, separable Gaussian smoothing of images and fields;
+* :func:`rescale_min_max`, intensities to ``[0, 1]`` for the losses;
+* :func:`gaussian_smooth`, separable Gaussian smoothing of images and fields (from :mod:`regedu.filters`);
 * :func:`similarity_function`, from a name (``"ncc"``...) to a loss;
-* :func:`affine_on_grid` and :func:`after_affine`, to start a deformable
-  registration from an affine one;
+* :func:`affine_on_grid` and :func:`after_affine` (from :mod:`regedu.kernels`), to start a
+  deformable registration from an affine one;
 * :func:`optimise_level`, one level of gradient descent with Adam, which
   records the loss, calls the callback, moves the progress bar, stops on
   convergence when asked (:func:`converged`) and stops a run that diverges.
+
+The pyramid driver that strings these together for a method, level by level, is
+:class:`~regedu.classical.pyramid.PyramidRun`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -32,17 +35,22 @@ from ..checks import (
     check_finite,
     check_floating,
     check_image,
+    check_number,
     check_positive_int,
     check_precision,
     check_same_shape,
     check_tensor,
 )
-from ..warps import _resample, affine_to_disp
+from ..deprecation import renamed_function
+from ..filters import gaussian_smooth  # its home is regedu.filters; re-exported here
+from ..kernels import after_affine, resample  # after_affine's home is regedu.kernels; re-exported here
+from ..result import RegistrationResult  # its home; re-exported here and by regedu.classical
 from .local_ncc import LocalNCC
 
 __all__ = [
     "RegistrationResult",
     "prepare_pair",
+    "rescale_min_max",
     "normalise_intensities",
     "pyramid_shapes",
     "auto_pyramid",
@@ -80,50 +88,6 @@ COARSEST_SIZE = 32  # an automatic pyramid coarsens until its largest axis has a
 MAX_LEVELS = 6  # ... or until it has this many levels
 CONVERGENCE_WINDOW = 10  # iterations over which the relative loss change is measured
 CONVERGENCE_TOLERANCE = 1e-4  # relative loss change over the window that counts as converged
-
-
-# ---------------------------------------------------------------------------
-# the result
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class RegistrationResult:
-    """What a registration returns.
-
-    Attributes:
-        warped: ``(B, C, *spatial)`` the moving image resampled onto the fixed grid,
-            exactly ``warp(moving, disp)``.
-        disp: ``(B, ndim, *spatial)`` the *total* displacement in voxels of the fixed
-            grid (affine part included): ``warp_labels(moving_labels, disp)`` carries
-            the moving labels onto the fixed grid.
-        affine: ``(B, ndim, ndim + 1)`` the affine part (voxel indices of the fixed grid,
-            DESIGN.md convention) when the method has one, else ``None``.
-        history: loss per iteration, one list per pyramid level (coarse to fine).
-        seconds: wall-clock time of the whole run.
-        method: name of the method that produced the result.
-        parameters: what the method optimised, by name (e.g. ``"velocity"`` for a
-            diffeomorphic field, ``"control_points"`` for a B-spline).
-        warped_labels: ``(B, 1, *spatial)`` moving labels on the fixed grid, filled in
-            by :func:`regedu.register` when it is given ``moving_labels``.
-    """
-
-    warped: torch.Tensor
-    disp: torch.Tensor
-    affine: torch.Tensor | None = None
-    history: list[list[float]] = field(default_factory=list)
-    seconds: float = 0.0
-    method: str = ""
-    parameters: dict[str, torch.Tensor] = field(default_factory=dict)
-    warped_labels: torch.Tensor | None = None
-
-    @property
-    def final_loss(self) -> float:
-        """The last recorded loss (NaN when nothing was recorded)."""
-        for level in reversed(self.history):
-            if level:
-                return level[-1]
-        return math.nan
 
 
 # ---------------------------------------------------------------------------
@@ -200,18 +164,6 @@ def check_initial_affine(affine, moving: torch.Tensor, fixed: torch.Tensor) -> t
     return affine.detach().to(device=moving.device, dtype=moving.dtype)
 
 
-def check_number(value, name: str, minimum: float = 0.0, strict: bool = False) -> float:
-    """Return ``value`` as ``float``; raise ``ValueError`` unless finite and ``>= minimum``
-    (``> minimum`` with ``strict``)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = value > minimum if strict else value >= minimum
-    if not ok:
-        relation = ">" if strict else ">="
-        raise ValueError(f"`{name}` must be a finite number {relation} {minimum:g}, got {value!r}.")
-    return float(value)
-
-
 def per_level(iterations, levels: int) -> list[int]:
     """Iterations per pyramid level, coarse to fine.
 
@@ -237,8 +189,9 @@ def per_level(iterations, levels: int) -> list[int]:
 # ---------------------------------------------------------------------------
 
 
-def normalise_intensities(image: torch.Tensor) -> torch.Tensor:
-    """Rescale each batch item to ``[0, 1]`` (min-max over channels and voxels).
+def rescale_min_max(image: torch.Tensor) -> torch.Tensor:
+    """Rescale each batch item linearly to ``[0, 1]``: its minimum (over channels and voxels) to 0,
+    its maximum to 1. No clipping: compare :func:`regedu.data.rescale_percentiles`.
 
     Losses and learning rates then mean the same thing whatever the scanner's units.
     """
@@ -248,34 +201,7 @@ def normalise_intensities(image: torch.Tensor) -> torch.Tensor:
     return (image - low) / (high - low)
 
 
-def _gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
-    """1D Gaussian ``exp(-x**2 / (2 sigma**2))`` sampled on ``-3 sigma .. 3 sigma``, summing to 1."""
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    kernel = torch.exp(-x.square() / (2 * sigma**2))
-    return kernel / kernel.sum()
-
-
-def gaussian_smooth(x: torch.Tensor, sigma) -> torch.Tensor:
-    """Gaussian smoothing of ``x`` ``(B, C, *spatial)`` over its spatial axes.
-
-    ``sigma`` in voxels, one number or one per spatial axis (0 leaves that axis alone).
-    The Gaussian is separable, so it runs as one 1D convolution per axis; the image
-    is extended by repeating its border voxels. Same shape, dtype and device as ``x``.
-    """
-    ndim = x.dim() - 2
-    sigmas = [float(sigma)] * ndim if isinstance(sigma, (int, float)) else [float(s) for s in sigma]
-    for axis, s in enumerate(sigmas, start=2):
-        if s <= 0:
-            continue
-        kernel = _gaussian_kernel(s, x.device, x.dtype)
-        radius = kernel.numel() // 2
-        moved = x.movedim(axis, -1)
-        rows = moved.reshape(-1, 1, moved.shape[-1])
-        rows = F.pad(rows, (radius, radius), mode="replicate")
-        rows = F.conv1d(rows, kernel.view(1, 1, -1))
-        x = rows.reshape(moved.shape).movedim(-1, axis)
-    return x
+normalise_intensities = renamed_function(rescale_min_max, "normalise_intensities")
 
 
 def check_voxel_size(voxel_size, ndim: int) -> tuple[float, ...]:
@@ -461,23 +387,6 @@ def affine_on_grid(A: torch.Tensor, shape: Sequence[int], new_shape: Sequence[in
     return torch.cat([linear, scale.view(-1, 1) * A[:, :, ndim:]], dim=-1)
 
 
-def after_affine(disp: torch.Tensor, A: torch.Tensor | None) -> torch.Tensor:
-    """Total displacement of "move by ``disp``, then by the affine ``A``" (both on one grid).
-
-    The sampling location is ``A(x + disp(x)) = M x + t + M disp(x)``, so the total is
-    ``affine_to_disp(A) + M disp``: exactly ``warps.compose(affine_to_disp(A), disp)``
-    but without interpolating the affine field (exact, also outside the image).
-    ``A=None`` means no affine: ``disp`` is returned.
-    """
-    if A is None:
-        return disp
-    ndim = disp.shape[1]
-    batch = max(disp.shape[0], A.shape[0])
-    linear = A[:, :, :ndim].expand(batch, ndim, ndim)
-    moved = torch.einsum("bij,bj...->bi...", linear, disp.expand(batch, *disp.shape[1:]))
-    return affine_to_disp(A, disp.shape[2:]) + moved
-
-
 def warp_in_loop(image: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     """:func:`regedu.warps.warp` (bilinear, border padding) for loops that warp at every iteration.
 
@@ -488,7 +397,7 @@ def warp_in_loop(image: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     """
     if not bool(torch.isfinite(disp).all()):
         raise FloatingPointError("the displacement field became NaN or infinite")
-    return _resample(image, disp.to(image.dtype))
+    return resample(image, disp.to(image.dtype))
 
 
 # ---------------------------------------------------------------------------

@@ -23,29 +23,20 @@ With the pulling convention ``warped(x) = moving(x + disp(x))``, composing the u
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
+from .. import kernels
+from ..checks import check_number
+from ..filters import gaussian_smooth
 from ..losses import mse
-from ..warps import compose, integrate, resize_disp, warp
-from .common import (
-    RegistrationResult,
-    affine_on_grid,
-    after_affine,
-    check_initial_affine,
-    check_number,
-    downsample,
-    gaussian_smooth,
-    normalise_intensities,
-    per_level,
-    prepare_pair,
-    progress_bar,
-    pyramid_shapes,
-    warp_in_loop,
-)
+from ..result import RegistrationResult
+from .pyramid import Level, PyramidRun
 
 __all__ = ["demons", "demons_update", "match_histogram"]
+
+SCHEDULE = (100, 50, 25)  # default iterations per level, coarse to fine
+INT_STEPS = 7  # scaling-and-squaring steps of each update's exponential (diffeomorphic demons)
 
 
 def _spatial_gradient(image: torch.Tensor) -> torch.Tensor:
@@ -88,20 +79,32 @@ def match_histogram(image: torch.Tensor, reference: torch.Tensor) -> torch.Tenso
     return sorted_reference.gather(1, ranks).view_as(image)
 
 
-def _demons_iteration(disp, moving, fixed, affine, max_step, symmetric, sigma_fluid, sigma_diffusion,
-                      diffeomorphic) -> tuple[torch.Tensor, float]:
-    """One demons iteration on one pyramid level: returns the new field and the MSE before it."""
-    warped = warp_in_loop(moving, after_affine(disp, affine))
-    update = gaussian_smooth(demons_update(fixed, warped, max_step, symmetric), sigma_fluid)
+def _demons_iteration(disp: torch.Tensor, level: Level, max_step: float, symmetric: bool, sigma_fluid: float,
+                      sigma_diffusion: float, diffeomorphic: bool) -> tuple[torch.Tensor, float]:
+    """One demons iteration on one pyramid level: returns the new field and the MSE before it.
+
+    The loop runs on checked inputs, so it calls the unchecked kernels (:mod:`regedu.kernels`):
+    the divergence check after each iteration (in :func:`demons`) replaces their input checks.
+    """
+    warped = level.warp(disp)
+    update = gaussian_smooth(demons_update(level.fixed, warped, max_step, symmetric), sigma_fluid)
     if diffeomorphic:
-        disp = compose(disp, integrate(update))
+        disp = kernels.compose(disp, kernels.integrate(update, INT_STEPS))
     else:
         disp = disp + update
-    return gaussian_smooth(disp, sigma_diffusion), float(mse(fixed, warped))
+    return gaussian_smooth(disp, sigma_diffusion), float(mse(level.fixed, warped))
+
+
+def _check_one_channel(moving: torch.Tensor) -> None:
+    if moving.shape[1] != 1:
+        raise ValueError(
+            f"`demons` registers one-channel images, got {moving.shape[1]} channels "
+            f"({tuple(moving.shape)}). Select one with x[:, :1] or average them with x.mean(1, keepdim=True)."
+        )
 
 
 def demons(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: bool = False,
-           levels: int = 3, iterations=(100, 50, 25), sigma_fluid: float = 1.0,
+           levels: int = 3, iterations=SCHEDULE, sigma_fluid: float = 1.0,
            sigma_diffusion: float = 2.0, max_step: float = 1.0, symmetric: bool = True,
            match_intensities: bool = True, affine: torch.Tensor | None = None, callback=None, progress=None,
            device=None) -> RegistrationResult:
@@ -128,50 +131,26 @@ def demons(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: bool = F
     Returns:
         :class:`RegistrationResult` whose ``history`` holds the MSE before each iteration.
     """
-    start = time.perf_counter()
-    moving, fixed, ndim = prepare_pair(moving, fixed, device)
-    if moving.shape[1] != 1:
-        raise ValueError(
-            f"`demons` registers one-channel images, got {moving.shape[1]} channels "
-            f"({tuple(moving.shape)}). Select one with x[:, :1] or average them with x.mean(1, keepdim=True)."
-        )
     sigma_fluid = check_number(sigma_fluid, "sigma_fluid")
     sigma_diffusion = check_number(sigma_diffusion, "sigma_diffusion")
     max_step = check_number(max_step, "max_step", strict=True)
-    counts = per_level(iterations, levels)
-    affine = check_initial_affine(affine, moving, fixed)
-    shape = tuple(fixed.shape[2:])
-    shapes = pyramid_shapes(shape, levels)
-    moving_01, fixed_01 = normalise_intensities(moving), normalise_intensities(fixed)
-    if match_intensities:
-        moving_01 = match_histogram(moving_01, fixed_01)
-
-    batch = max(moving.shape[0], fixed.shape[0])
-    disp = torch.zeros(batch, ndim, *shapes[0], device=moving.device, dtype=moving.dtype)
-    history = []
     name = "diffeomorphic_demons" if diffeomorphic else "demons"
-    with torch.no_grad(), progress_bar(sum(counts), progress, name) as bar:
-        for level, (level_shape, count) in enumerate(zip(shapes, counts, strict=True)):
-            disp = resize_disp(disp, level_shape)
-            level_moving, level_fixed = downsample(moving_01, level_shape), downsample(fixed_01, level_shape)
-            level_affine = None if affine is None else affine_on_grid(affine, shape, level_shape)
-            losses = []
-            for iteration in range(count):
-                disp, loss = _demons_iteration(disp, level_moving, level_fixed, level_affine, max_step,
-                                               symmetric, sigma_fluid, sigma_diffusion, diffeomorphic)
+    run = PyramidRun(moving, fixed, name, levels=levels, iterations=iterations, schedule=SCHEDULE,
+                     affine=affine, callback=callback, progress=progress, device=device)
+    _check_one_channel(run.input_moving)
+    if match_intensities:
+        run.moving = match_histogram(run.moving, run.fixed)
+    with run, torch.no_grad():
+        disp = None
+        for level in run.levels():
+            disp = level.start_from(disp)
+            for iteration in range(level.iterations):
+                disp, loss = _demons_iteration(disp, level, max_step, symmetric, sigma_fluid, sigma_diffusion,
+                                               diffeomorphic)
                 if not math.isfinite(loss) or not bool(torch.isfinite(disp).all()):
                     raise FloatingPointError(
-                        f"demons diverged (NaN or infinite values) at pyramid level {level}, iteration "
+                        f"demons diverged (NaN or infinite values) at pyramid level {level.index}, iteration "
                         f"{iteration}: lower max_step={max_step:g} or smooth more (sigma_fluid)."
                     )
-                losses.append(loss)
-                if callback is not None:
-                    callback(level, iteration, loss)
-                bar.update()
-            history.append(losses)
-        total = after_affine(disp, affine)
-        warped = warp(moving, total)
-    return RegistrationResult(
-        warped=warped, disp=total, affine=affine, history=history, seconds=time.perf_counter() - start,
-        method=name, parameters={"displacement": disp},
-    )
+                level.report(loss)
+    return run.result(disp, {"displacement": disp})

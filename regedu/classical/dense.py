@@ -12,40 +12,28 @@ and squaring): the map is then smooth and invertible (no folding).
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
 import torch
 
-from ..checks import check_positive_int
-from ..warps import integrate, resize_disp, warp
-from .common import (
-    RegistrationResult,
-    affine_on_grid,
-    after_affine,
-    check_initial_affine,
-    check_number,
-    downsample,
-    normalise_intensities,
-    optimise_level,
-    per_level,
-    prepare_pair,
-    progress_bar,
-    pyramid_shapes,
-    regulariser_function,
-    similarity_function,
-    warp_in_loop,
-)
+from .. import kernels
+from ..checks import check_number, check_positive_int
+from ..deprecation import renamed_keyword
+from ..result import RegistrationResult
+from .common import regulariser_function, similarity_function
+from .pyramid import Level, PyramidRun
 
 __all__ = ["register_dense"]
 
+SCHEDULE = (100, 50, 20)  # default iterations per level, coarse to fine
+INT_STEPS = 7  # default scaling-and-squaring steps of the diffeomorphic variant ("svf")
 
-def _level_loss(field: torch.Tensor, moving, fixed, affine, similarity, regulariser, weight: float,
-                diffeomorphic: bool, steps: int) -> torch.Tensor:
+
+def _level_loss(field: torch.Tensor, level: Level, similarity, regulariser, weight: float,
+                diffeomorphic: bool, int_steps: int) -> torch.Tensor:
     """Loss on one pyramid level: similarity after warping plus ``weight`` times the regulariser."""
-    disp = integrate(field, steps) if diffeomorphic else field
-    warped = warp_in_loop(moving, after_affine(disp, affine))
-    loss = similarity(fixed, warped)
+    disp = kernels.integrate(field, int_steps) if diffeomorphic else field
+    loss = similarity(level.fixed, level.warp(disp))
     if weight > 0:
         loss = loss + weight * regulariser(field)
     return loss
@@ -53,9 +41,9 @@ def _level_loss(field: torch.Tensor, moving, fixed, affine, similarity, regulari
 
 def register_dense(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: bool = False,
                    similarity="ncc", window=9, bins: int = 32, regulariser="diffusion", weight: float = 1.0,
-                   levels: int = 3, iterations=(100, 50, 20), lr: float = 0.1, steps: int = 7,
+                   levels: int = 3, iterations=SCHEDULE, lr: float = 0.1, int_steps: int = INT_STEPS,
                    affine: torch.Tensor | None = None, callback=None, progress=None,
-                   device=None) -> RegistrationResult:
+                   device=None, steps: int | None = None) -> RegistrationResult:
     """Deformable registration by optimising a dense field, coarse to fine.
 
     Args:
@@ -63,7 +51,7 @@ def register_dense(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: 
             a batch of 1 broadcasts. Intensities are rescaled to ``[0, 1]`` per item
             for the loss only.
         diffeomorphic: optimise a stationary velocity field and integrate it with
-            ``steps`` scaling-and-squaring steps (no folding), instead of the displacement.
+            ``int_steps`` scaling-and-squaring steps (no folding), instead of the displacement.
         similarity: ``"ncc"`` (local, ``window``), ``"mse"``, ``"mi"`` (``bins``),
             ``"global_ncc"``, ``"ngf"`` or a callable ``f(fixed, warped)``.
         regulariser: ``"diffusion"`` (first derivatives), ``"bending"`` (second) or a
@@ -73,42 +61,27 @@ def register_dense(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: 
         affine: start from this affine ``(B, ndim, ndim + 1)`` (e.g. ``register_affine(...).affine``);
             the result's ``disp`` then includes it.
         callback, progress, device: see :func:`regedu.classical.register_affine`.
+        int_steps: scaling-and-squaring steps of the diffeomorphic variant (VoxelMorph's name).
+        steps: the old name of ``int_steps`` (deprecated: it warns).
 
     Returns:
         :class:`RegistrationResult`; ``parameters`` holds the optimised field on the fixed
         grid, without the affine: ``"velocity"`` (diffeomorphic) or ``"displacement"``.
     """
-    start = time.perf_counter()
-    moving, fixed, ndim = prepare_pair(moving, fixed, device)
+    int_steps = renamed_keyword(int_steps, steps, "int_steps", "steps", default=INT_STEPS)
     weight = check_number(weight, "weight")
     lr = check_number(lr, "lr", strict=True)
-    steps = check_positive_int(steps, "steps", minimum=0)
-    counts = per_level(iterations, levels)
-    affine = check_initial_affine(affine, moving, fixed)
-    shape = tuple(fixed.shape[2:])
-    shapes = pyramid_shapes(shape, levels)
+    int_steps = check_positive_int(int_steps, "int_steps", minimum=0)
     similarity = similarity_function(similarity, window, bins)
     regulariser = regulariser_function(regulariser)
-    moving_01, fixed_01 = normalise_intensities(moving), normalise_intensities(fixed)
-
-    batch = max(moving.shape[0], fixed.shape[0])
-    field = torch.zeros(batch, ndim, *shapes[0], device=moving.device, dtype=moving.dtype)
-    history = []
     name = "svf" if diffeomorphic else "dense"
-    with progress_bar(sum(counts), progress, name) as bar:
-        for level, (level_shape, count) in enumerate(zip(shapes, counts, strict=True)):
-            field = resize_disp(field.detach(), level_shape).requires_grad_(True)
-            level_affine = None if affine is None else affine_on_grid(affine, shape, level_shape)
-            level_loss = partial(_level_loss, field, downsample(moving_01, level_shape),
-                                 downsample(fixed_01, level_shape), level_affine, similarity, regulariser,
-                                 weight, diffeomorphic, steps)
-            history.append(optimise_level(level_loss, [field], count, lr, level, callback, bar))
-
-    with torch.no_grad():
-        field = field.detach()
-        disp = after_affine(integrate(field, steps) if diffeomorphic else field, affine)
-        warped = warp(moving, disp)
-    return RegistrationResult(
-        warped=warped, disp=disp, affine=affine, history=history, seconds=time.perf_counter() - start,
-        method=name, parameters={"velocity" if diffeomorphic else "displacement": field},
-    )
+    with PyramidRun(moving, fixed, name, levels=levels, iterations=iterations, schedule=SCHEDULE,
+                    affine=affine, callback=callback, progress=progress, device=device) as run:
+        field = None
+        for level in run.levels():
+            field = level.start_from(field).requires_grad_(True)
+            level.minimise(partial(_level_loss, field, level, similarity, regulariser, weight, diffeomorphic,
+                                   int_steps), [field], lr)
+    field = field.detach()
+    disp = kernels.integrate(field, int_steps) if diffeomorphic else field
+    return run.result(disp, {"velocity" if diffeomorphic else "displacement": field})

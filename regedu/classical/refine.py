@@ -22,8 +22,9 @@ from functools import partial
 import torch
 
 from .. import losses
+from ..kernels import after_affine
 from ..warps import jacobian_det
-from .common import after_affine, optimise_level, warp_in_loop
+from .common import optimise_level, warp_in_loop
 
 __all__ = ["refine_dense", "folding_penalty", "JACOBIAN_WEIGHT", "JACOBIAN_MARGIN"]
 

@@ -4,7 +4,9 @@
 :mod:`~regedu.data.synthetic` (seeded random fields, affines, label maps, images, subjects and
 toy shapes), :mod:`~regedu.data.datasets` (torch Datasets of registration pairs) and
 :mod:`~regedu.data.varied` (varied 2D brain pairs: every level, orientation, deformation size,
-contrast, with or without a head, for networks that generalise).
+contrast, with or without a head, for networks that generalise), :mod:`~regedu.data.pairs` (which
+NIfTI files make the pairs, and one pair loaded ready to register) and :mod:`~regedu.data.check`
+(what may go wrong with a pair, before registering it).
 """
 
 from .check import PairReport, check_pair
@@ -19,12 +21,15 @@ from .io import (
     normalize_intensity,
     pad_to_multiple,
     resample_like,
+    rescale_percentiles,
     same_grid,
     save_nifti,
     unpad,
 )
+from .pairs import NiftiPair, collect_pairs, load_pair, read_pair_list, warp_moving
 from .samples import TISSUE_NAMES, Brain, brain_label_names, brain_slice, brain_volume, load_brain
 from .synthetic import (
+    T2_INTENSITIES,
     SyntheticSubject,
     augment_intensity,
     disk,
@@ -44,6 +49,7 @@ from .synthetic import (
     synth_image,
     synth_labels,
     synth_subject,
+    t2_like,
 )
 from .varied import (
     ORIENTATIONS,
@@ -82,6 +88,8 @@ __all__ = [
     "synth_image",
     "synth_labels",
     "synth_subject",
+    "T2_INTENSITIES",
+    "t2_like",
     # varied 2D brain pairs
     "ORIENTATIONS",
     "BrainSlicePairs",
@@ -102,6 +110,7 @@ __all__ = [
     "load_labels",
     "load_nifti",
     "normalize_intensity",
+    "rescale_percentiles",
     "pad_to_multiple",
     "resample_like",
     "same_grid",
@@ -111,4 +120,10 @@ __all__ = [
     # check
     "PairReport",
     "check_pair",
+    # pairs of NIfTI files: lists of pairs, and one pair loaded ready to register
+    "NiftiPair",
+    "collect_pairs",
+    "load_pair",
+    "read_pair_list",
+    "warp_moving",
 ]

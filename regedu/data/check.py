@@ -53,21 +53,61 @@ MAX_LABELS = 5000  # more distinct values than this: not an anatomical label map
 
 @dataclass
 class PairReport:
-    """The result of :func:`check_pair`.
+    """The result of :func:`check_pair`: the warnings, and the numbers measured as typed fields.
 
     Attributes:
         warnings: one sentence per problem found (empty when all looks fine).
-        stats: the numbers measured (shapes, intensity ranges, spacing,
-            orientation codes, ``ncc`` and ``dice`` before registration when computed).
+        moving_shape, fixed_shape: spatial shapes.
+        moving_range, fixed_range: ``(min, max)`` of the finite intensities.
+        orientation: the axis codes of the two affines (e.g. ``("RAS", "RAS")``), when both are known.
+        moving_spacing, fixed_spacing: voxel sizes in mm per axis, when known.
+        header_offset: largest distance in mm between voxel ``x`` of one header and of the other
+            (same shapes, orientations and spacings only).
+        ncc, ncc_smoothed: global squared correlation before registration, as the images are and
+            smoothed by :data:`SMOOTHING_SIGMA` voxels (same grids only).
+        dice: mean Dice of the label maps before registration (when both are given and usable).
+
+    Fields not measured are ``None``. ``stats`` shows the measured ones by name, for display.
     """
 
     warnings: list[str] = field(default_factory=list)
-    stats: dict = field(default_factory=dict)
+    moving_shape: tuple[int, ...] | None = None
+    fixed_shape: tuple[int, ...] | None = None
+    moving_range: tuple[float, float] | None = None
+    fixed_range: tuple[float, float] | None = None
+    orientation: tuple[str, str] | None = None
+    moving_spacing: tuple[float, ...] | None = None
+    fixed_spacing: tuple[float, ...] | None = None
+    header_offset: float | None = None
+    ncc: float | None = None
+    ncc_smoothed: float | None = None
+    dice: float | None = None
 
     @property
     def ok(self) -> bool:
         """True when no warning was raised."""
         return not self.warnings
+
+    @property
+    def stats(self) -> dict:
+        """The measured fields under display names (``"moving spacing (mm)"``, ``"global NCC before"``,
+        ...), rounded to 4 decimals; what ``print(report)`` lists."""
+        def rounded(values):
+            return None if values is None else tuple(round(float(v), 4) for v in values)
+
+        def number(value):
+            return None if value is None else round(value, 4)
+
+        named = [("moving shape", self.moving_shape), ("moving range", rounded(self.moving_range)),
+                 ("fixed shape", self.fixed_shape), ("fixed range", rounded(self.fixed_range)),
+                 ("orientation", self.orientation),
+                 ("moving spacing (mm)", rounded(self.moving_spacing)),
+                 ("fixed spacing (mm)", rounded(self.fixed_spacing)),
+                 ("header offset (mm)", number(self.header_offset)),
+                 ("global NCC before", number(self.ncc)),
+                 ("global NCC before, smoothed", number(self.ncc_smoothed)),
+                 ("mean Dice before", number(self.dice))]
+        return {name: value for name, value in named if value is not None}
 
     def __len__(self) -> int:
         return len(self.warnings)
@@ -88,19 +128,21 @@ class PairReport:
 
 @dataclass
 class _Input:
-    """One image of the pair as loaded: tensor, affine (or None) and name for messages."""
+    """One image of the pair as loaded: tensor, affine (or None), name for messages, and its role
+    (``"moving"`` or ``"fixed"``: which fields of the report it fills)."""
 
     name: str
     image: torch.Tensor
     affine: np.ndarray | None
+    role: str
 
 
 def _load_image(x, name: str, affine) -> _Input:
     if isinstance(x, (str, Path)):
         image, affine, _ = load_nifti(x)
-        return _Input(f"{name} ({Path(x).name})", image, affine)
+        return _Input(f"{name} ({Path(x).name})", image, affine, name)
     check_image(x, name)
-    return _Input(name, x, None if affine is None else np.asarray(affine, dtype=np.float64))
+    return _Input(name, x, None if affine is None else np.asarray(affine, dtype=np.float64), name)
 
 
 def _load_label_map(x, name: str) -> torch.Tensor | None:
@@ -133,13 +175,13 @@ def check_pair(moving, fixed, *, moving_labels=None, fixed_labels=None, moving_a
             (``-regedu.losses.global_ncc``, in ``[0, 1]``) is below this, measured on the
             images smoothed by a Gaussian of :data:`SMOOTHING_SIGMA` voxels: what the coarse
             level of a registration pyramid sees, so that a shift of a few voxels, which
-            every method recovers, does not count as misaligned (``stats`` holds both values).
+            every method recovers, does not count as misaligned (the report's ``ncc`` and ``ncc_smoothed``).
         min_dice: warn when the mean Dice of the label maps is below this.
         max_anisotropy: warn when the largest voxel side exceeds the smallest by this factor.
         method: the registration method to be used, when known (a name from
             :data:`regedu.api.METHODS`). One that starts with an affine stage (``"default"``,
             ``"affine"``, ``"rigid"``, ``"affine+..."``) needs no rough alignment, so the
-            misalignment warnings (low NCC, low Dice) are left out; their numbers stay in ``stats``.
+            misalignment warnings (low NCC, low Dice) are left out; their numbers stay in the report.
         interface: ``"python"`` or ``"cli"``: the advice names Python calls
             (``method='default'``) or the ``regedu`` command's options (``--method default``).
         verbose: print the report.
@@ -154,7 +196,7 @@ def check_pair(moving, fixed, *, moving_labels=None, fixed_labels=None, moving_a
     second = _load_image(fixed, "fixed", fixed_affine)
     report = PairReport()
     for item in (first, second):
-        report.stats[f"{item.name.split()[0]} shape"] = tuple(item.image.shape[2:])
+        setattr(report, f"{item.role}_shape", tuple(item.image.shape[2:]))
         _check_finite_values(item, report)
         _check_range(item, report, interface)
     same_grid = _check_shapes(first, second, report)
@@ -195,10 +237,9 @@ def _check_finite_values(item: _Input, report: PairReport) -> None:
 def _check_range(item: _Input, report: PairReport, interface: str) -> None:
     values = _finite(item.image)
     low, high = float(values.min()), float(values.max())
-    short = item.name.split()[0]
-    report.stats[f"{short} range"] = (round(low, 4), round(high, 4))
+    setattr(report, f"{item.role}_range", (low, high))
     if low < -1e-6 or high > 1 + 1e-6:
-        fix = _ADVICE[interface]["normalise"].format(name=short)
+        fix = _ADVICE[interface]["normalise"].format(name=item.role)
         report.warnings.append(
             f"{item.name} intensities span [{low:.4g}, {high:.4g}], outside [0, 1]: {fix} (percentile "
             f"clip, then min-max to [0, 1])."
@@ -223,7 +264,7 @@ def _check_orientation(first: _Input, second: _Input, report: PairReport) -> Non
     if first.affine is None or second.affine is None:
         return
     codes = ["".join(nib.aff2axcodes(item.affine)) for item in (first, second)]
-    report.stats["orientation"] = tuple(codes)
+    report.orientation = (codes[0], codes[1])
     if codes[0] != codes[1]:
         report.warnings.append(
             f"{first.name} is oriented {codes[0]} but {second.name} is {codes[1]}: the same tensor axis "
@@ -237,13 +278,13 @@ def _check_headers(first: _Input, second: _Input, report: PairReport) -> None:
     rotation keeps the axis codes and voxel sizes, so only the affines themselves tell."""
     if first.affine is None or second.affine is None:
         return
-    codes = report.stats.get("orientation", ("", ""))
-    spacings = [report.stats.get(f"{name} spacing (mm)") for name in ("moving", "fixed")]
+    codes = report.orientation or ("", "")
+    spacings = report.moving_spacing, report.fixed_spacing
     if codes[0] != codes[1] or not np.allclose(spacings[0], spacings[1], rtol=1e-3):
         return  # already reported, with its own fix
     shape = tuple(second.image.shape[2:])
     offset = grid_offset(first.affine, second.affine, shape)
-    report.stats["header offset (mm)"] = round(offset, 4)
+    report.header_offset = float(offset)
     side = float(np.sqrt((second.affine[:3, :len(shape)] ** 2).sum(axis=0)).min())
     if offset > 1e-3 * side:
         report.warnings.append(
@@ -273,7 +314,7 @@ def _check_spacing(first: _Input, second: _Input, spacing, max_anisotropy: float
         found.append(voxel)
         if voxel is None:
             continue
-        report.stats[f"{item.name.split()[0]} spacing (mm)"] = tuple(round(s, 4) for s in voxel)
+        setattr(report, f"{item.role}_spacing", voxel)
         ratio = max(voxel) / min(voxel)
         if ratio > max_anisotropy:
             sides = " x ".join(f"{s:.3g}" for s in voxel)
@@ -329,8 +370,7 @@ def _check_correlation(first: _Input, second: _Input, min_ncc: float, report: Pa
     a, b = a.to(dtype), b.to(dtype)
     score = float(-global_ncc(b, a))
     smoothed = float(-global_ncc(gaussian_smooth(b, SMOOTHING_SIGMA), gaussian_smooth(a, SMOOTHING_SIGMA)))
-    report.stats["global NCC before"] = round(score, 4)
-    report.stats["global NCC before, smoothed"] = round(smoothed, 4)
+    report.ncc, report.ncc_smoothed = score, smoothed
     if smoothed < min_ncc and advice is not None:
         report.warnings.append(
             f"the global NCC (squared correlation of the intensities) before registration is "
@@ -385,7 +425,7 @@ def _check_dice(moving_labels: torch.Tensor, fixed_labels: torch.Tensor, spatial
         report.warnings.append("the label maps contain no label other than 0 (background): Dice skipped.")
         return
     mean = float(torch.nanmean(scores))
-    report.stats["mean Dice before"] = round(mean, 4)
+    report.dice = mean
     if mean < min_dice and advice is not None:
         report.warnings.append(
             f"the mean Dice of the label maps before registration is {mean:.3f} < {min_dice}: the "

@@ -15,7 +15,6 @@ every worker process, and a validation set is fixed by its seed.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torch.utils.data import Dataset
 
 from .. import warps
 from ..checks import check_choice, check_positive_int
+from .pairs import collect_pairs, read_csv_table  # noqa: F401  (read_csv_table: its old home was here)
 from .samples import brain_slice, brain_volume
 from .synthetic import (
     _check_shape,
@@ -40,10 +40,6 @@ from .synthetic import (
 )
 
 __all__ = ["item_seed", "TemplatePairs", "SynthMorphPairs", "LargeDeformationPairs", "NiftiPairs"]
-
-_PAIR_KEYS = ("moving", "fixed", "moving_labels", "fixed_labels")
-_NIFTI_SUFFIXES = (".nii.gz", ".nii")
-_LABEL_SUFFIXES = ("_labels", "_seg")
 
 
 def item_seed(seed: int, index: int) -> int:
@@ -233,123 +229,15 @@ class LargeDeformationPairs(Dataset):
 
 
 # ---------------------------------------------------------------------------
-# NIfTI files
+# NIfTI files (which files make the pairs: regedu.data.pairs)
 # ---------------------------------------------------------------------------
-
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.endswith(_NIFTI_SUFFIXES)
-
-
-def _stem(path: Path) -> str:
-    for suffix in _NIFTI_SUFFIXES:
-        if path.name.endswith(suffix):
-            return path.name[: -len(suffix)]
-    return path.stem
-
-
-def _label_file(image: Path) -> Path | None:
-    """``<name>_labels.nii.gz`` (or ``_seg``, ``.nii``) beside ``image``, if it exists."""
-    for suffix in _LABEL_SUFFIXES:
-        for extension in _NIFTI_SUFFIXES:
-            candidate = image.with_name(_stem(image) + suffix + extension)
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _pairs_from_folder(folder: Path) -> list[dict[str, Path | None]]:
-    """Every ordered pair of images in ``folder``, with their label maps where present."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and _is_nifti(p))
-    images = [p for p in files if not _stem(p).endswith(_LABEL_SUFFIXES)]
-    if len(images) < 2:
-        raise ValueError(
-            f"the folder {str(folder)!r} holds {len(images)} NIfTI image(s) (.nii or .nii.gz, label maps "
-            f"named *_labels or *_seg not counted); a folder of pairs needs at least 2. Put the images "
-            f"there, or pass an explicit list or CSV of pairs."
-        )
-    return [{"moving": m, "fixed": f, "moving_labels": _label_file(m), "fixed_labels": _label_file(f)}
-            for m in images for f in images if m != f]
-
-
-def read_csv_table(path) -> tuple[list[str], list[dict[str, str]]]:
-    """``(columns, rows)`` of a CSV file with a header row, as spreadsheets save them.
-
-    UTF-8 with or without the byte-order mark that Excel writes ("CSV UTF-8"), any line ending
-    (CRLF, LF, CR); header names and cells are stripped of surrounding spaces. Another encoding
-    raises a ``ValueError`` that names the file, the first bad byte and how to re-save it.
-    """
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [name.strip() for name in reader.fieldnames or []]
-            reader.fieldnames = columns
-            rows = [{key: (value or "").strip() for key, value in row.items() if key is not None}
-                    for row in reader]
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"the CSV file {str(path)!r} is not UTF-8 text (it holds the byte "
-            f"0x{error.object[error.start]:02x}, which UTF-8 does not allow there): save it as UTF-8 (in "
-            f"Excel: Save As > 'CSV UTF-8'; or `iconv -f latin1 -t utf-8 in.csv > out.csv`)."
-        ) from None
-    return columns, rows
-
-
-def _pairs_from_csv(path: Path) -> list[dict[str, str]]:
-    columns, table = read_csv_table(path)
-    if "moving" not in columns or "fixed" not in columns:
-        raise ValueError(
-            f"the CSV file {str(path)!r} must have a header row with columns 'moving' and 'fixed' "
-            f"(optionally 'moving_labels' and 'fixed_labels'), got {columns}."
-        )
-    rows = [{key: (row.get(key) or None) for key in _PAIR_KEYS} for row in table]
-    if not rows:
-        raise ValueError(f"the CSV file {str(path)!r} lists no pairs: add one row per (moving, fixed) pair.")
-    return rows
-
-
-def _pair_entry(entry) -> dict:
-    """A list entry: ``(moving, fixed)``, ``(moving, fixed, moving_labels, fixed_labels)`` or a dict."""
-    if isinstance(entry, dict):
-        unknown = set(entry) - set(_PAIR_KEYS)
-        if unknown or "moving" not in entry or "fixed" not in entry:
-            raise ValueError(f"a pair dict needs keys 'moving' and 'fixed' (and optionally "
-                             f"'moving_labels', 'fixed_labels'), got {sorted(entry)}.")
-        return {key: entry.get(key) for key in _PAIR_KEYS}
-    if isinstance(entry, list | tuple) and len(entry) in (2, 4):
-        return dict(zip(_PAIR_KEYS, list(entry) + [None] * (4 - len(entry)), strict=True))
-    raise ValueError(
-        f"each pair must be (moving, fixed), (moving, fixed, moving_labels, fixed_labels) or a dict "
-        f"with those keys, got {entry!r}."
-    )
-
-
-def _resolve(pairs: list[dict], root: Path) -> list[dict[str, Path | None]]:
-    """Turn every path of every pair into an absolute ``Path`` that must exist."""
-    resolved = []
-    for row, pair in enumerate(pairs):
-        entry = {}
-        for key in _PAIR_KEYS:
-            value = pair.get(key)
-            path = None if value in (None, "") else Path(value).expanduser()
-            if path is not None and not path.is_absolute():
-                path = root / path
-            if path is not None and not path.is_file():
-                raise FileNotFoundError(
-                    f"pair {row}: the {key} file {str(path)!r} does not exist. Check the path "
-                    f"(relative paths start at {str(root)!r}, the `root` argument)."
-                )
-            entry[key] = path
-        resolved.append(entry)
-    return resolved
 
 
 class NiftiPairs(Dataset):
     """Pairs of NIfTI images (with optional label maps), checked when the dataset is built.
 
     Args:
-        pairs: one of
+        pairs: one of (read by :func:`~regedu.data.pairs.collect_pairs`)
             * a list of ``(moving, fixed)`` or ``(moving, fixed, moving_labels, fixed_labels)``
               paths, or of dicts with those keys;
             * a CSV file with a header row ``moving,fixed[,moving_labels,fixed_labels]``
@@ -359,7 +247,7 @@ class NiftiPairs(Dataset):
         root: folder that relative paths start from (default: the CSV's folder, the folder
             itself, or the working directory for a list).
         normalize: rescale intensities to [0, 1] (percentiles 1-99,
-            :func:`~regedu.data.io.normalize_intensity`).
+            :func:`~regedu.data.io.rescale_percentiles`).
         pad_multiple: pad every image and label map to a multiple of this size
             (:func:`~regedu.data.io.pad_to_multiple`), e.g. 16 for a 4-level U-Net.
         check: load every file once now (default), so that a missing, unreadable, non-integer
@@ -374,46 +262,23 @@ class NiftiPairs(Dataset):
                  check: bool = True):
         self.normalize = normalize
         self.pad_multiple = None if pad_multiple is None else check_positive_int(pad_multiple, "pad_multiple")
-        self.pairs = self._collect(pairs, root)
+        self.pairs = collect_pairs(pairs, root)  # rows of existing files (regedu.data.pairs)
         if check:
             self.check()
-
-    @staticmethod
-    def _collect(pairs, root) -> list[dict[str, Path | None]]:
-        if isinstance(pairs, str | Path):
-            path = Path(pairs).expanduser()
-            if path.is_dir():
-                return _pairs_from_folder(path)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{str(path)!r} does not exist: pass a folder of NIfTI images, a CSV file of pairs, "
-                    f"or a list of (moving, fixed) paths."
-                )
-            if _is_nifti(path):
-                raise ValueError(f"{str(path)!r} is a single NIfTI file; pass a folder, a CSV of pairs "
-                                 f"or a list of (moving, fixed) paths.")
-            return _resolve(_pairs_from_csv(path), Path(root) if root else path.parent)
-        if isinstance(pairs, list | tuple):
-            if not pairs:
-                raise ValueError("`pairs` is empty: give at least one (moving, fixed) pair.")
-            return _resolve([_pair_entry(entry) for entry in pairs], Path(root) if root else Path.cwd())
-        raise TypeError(
-            f"`pairs` must be a folder, a CSV file path or a list of pairs, got {type(pairs).__name__}."
-        )
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def _load(self, key: str, path: Path) -> torch.Tensor:
         """One file as ``(1, 1, *spatial)``, preprocessed: images float in [0, 1], labels int64."""
-        from .io import load_labels, load_nifti, normalize_intensity, pad_to_multiple
+        from .io import load_labels, load_nifti, pad_to_multiple, rescale_percentiles
 
         if key.endswith("labels"):
             volume = load_labels(path).image
         else:
             volume = load_nifti(path).image
             if self.normalize:
-                volume = normalize_intensity(volume)
+                volume = rescale_percentiles(volume)
         if self.pad_multiple is not None:
             volume, _ = pad_to_multiple(volume, self.pad_multiple)
         return volume

@@ -1,7 +1,7 @@
 """NIfTI files at the boundary of regedu: load, save, resample, normalise, pad.
 
 Physical space (millimetres, orientation) lives here and nowhere else
-(DESIGN.md). Everything that leaves this module is a tensor in voxel units:
+(docs/DESIGN.md). Everything that leaves this module is a tensor in voxel units:
 
 * :func:`load_nifti` returns the image as ``(1, 1, *spatial)`` float32, reoriented
   by default to the closest canonical RAS orientation (``nibabel.as_closest_canonical``
@@ -22,7 +22,7 @@ Physical space (millimetres, orientation) lives here and nowhere else
 * :func:`resample_like` moves an image onto another grid through world
   coordinates, optionally through a registration's field as well, with one
   interpolation; :func:`same_grid` and :func:`grid_offset` say whether two headers
-  put voxel ``x`` at the same place. :func:`normalize_intensity` maps intensities to ``[0, 1]``,
+  put voxel ``x`` at the same place. :func:`rescale_percentiles` maps intensities to ``[0, 1]``,
   :func:`pad_to_multiple` / :func:`unpad` make sizes divisible by a network's
   down-sampling factor and back, exactly.
 
@@ -89,6 +89,9 @@ from ..checks import (
     check_image,
     check_positive_int,
 )
+from ..deprecation import renamed_function
+from ..kernels import Padding, crop
+from ..kernels import pad_to_multiple as pad_unchecked
 from ..warps import identity_grid, sample
 
 __all__ = [
@@ -103,6 +106,7 @@ __all__ = [
     "resample_like",
     "same_grid",
     "grid_offset",
+    "rescale_percentiles",
     "normalize_intensity",
     "pad_to_multiple",
     "unpad",
@@ -142,13 +146,6 @@ class NiftiVolume(NamedTuple):
     image: torch.Tensor
     affine: np.ndarray
     spacing: tuple[float, ...]
-
-
-class Padding(NamedTuple):
-    """What :func:`pad_to_multiple` added along each spatial axis: voxels ``before`` and ``after``."""
-
-    before: tuple[int, ...]
-    after: tuple[int, ...]
 
 
 # ---------------------------------------------------------------------------
@@ -777,14 +774,15 @@ def _percentile(values: torch.Tensor, q: float) -> torch.Tensor:
     return below * (1.0 - weight) + above * weight
 
 
-def normalize_intensity(image: torch.Tensor, low: float = 1.0, high: float = 99.0) -> torch.Tensor:
+def rescale_percentiles(image: torch.Tensor, low: float = 1.0, high: float = 99.0) -> torch.Tensor:
     """Clip intensities at two percentiles, then rescale them linearly to ``[0, 1]``.
 
     Per batch item and channel: values below the ``low``-th percentile become 0,
     values above the ``high``-th become 1 (percentiles as ``numpy.percentile``,
     linear interpolation). Clipping first keeps a few very bright voxels (vessels,
     artefacts) from squeezing the rest of the image into a narrow range. A
-    constant image maps to zeros. ``low=0, high=100`` is plain min-max scaling.
+    constant image maps to zeros. ``low=0, high=100`` is plain min-max scaling (per channel;
+    :func:`regedu.classical.common.rescale_min_max` scales each item over all its channels).
 
     Args:
         image: ``(B, C, *spatial)`` floating tensor, finite.
@@ -806,31 +804,34 @@ def normalize_intensity(image: torch.Tensor, low: float = 1.0, high: float = 99.
     return scaled.reshape(image.shape)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int, value: float = 0.0) -> tuple[torch.Tensor, Padding]:
+normalize_intensity = renamed_function(rescale_percentiles, "normalize_intensity")
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, value: float = 0.0,
+                    mode: str = "constant") -> tuple[torch.Tensor, Padding]:
     """Pad every spatial axis of ``x`` to the next multiple of ``multiple``.
 
     A network that halves the size ``L`` times needs sizes divisible by ``2**L``
     (16 for 4 levels). The padding is split evenly between the two ends (one more
-    voxel after when odd) and filled with ``value``; a displacement field padded
-    with 0 keeps its meaning, since shifting the grid does not change a displacement.
+    voxel after when odd) and filled with ``value`` (``mode="constant"``) or with copies of the
+    edge voxel (``mode="replicate"``, what regedu's networks do with images); a displacement field
+    padded with 0 keeps its meaning, since shifting the grid does not change a displacement.
 
     Args:
         x: ``(B, C, *spatial)`` image, label map or field.
         multiple: positive integer, e.g. ``2 ** levels``.
-        value: fill value.
+        value: fill value (``mode="constant"``).
+        mode: ``"constant"`` or ``"replicate"``.
 
     Returns:
-        ``(padded, padding)``; ``unpad(padded, padding)`` gives ``x`` back exactly.
+        ``(padded, padding)``; ``unpad(padded, padding)`` gives ``x`` back exactly. When no axis
+        needs padding, ``padded`` is ``x`` itself. The checked form of
+        :func:`regedu.kernels.pad_to_multiple`.
     """
     check_image(x, "x")
     multiple = check_positive_int(multiple, "multiple")
-    sizes = x.shape[2:]
-    total = [-size % multiple for size in sizes]
-    before = tuple(t // 2 for t in total)
-    after = tuple(t - b for t, b in zip(total, before, strict=True))
-    pads = [p for b, a in zip(reversed(before), reversed(after), strict=True) for p in (b, a)]
-    padded = torch.nn.functional.pad(x, pads, mode="constant", value=value)
-    return padded, Padding(before, after)
+    check_choice(mode, "mode", ("constant", "replicate"))
+    return pad_unchecked(x, multiple, mode, value)
 
 
 def unpad(x: torch.Tensor, padding: Padding) -> torch.Tensor:
@@ -843,4 +844,4 @@ def unpad(x: torch.Tensor, padding: Padding) -> torch.Tensor:
     sizes = x.shape[2:]
     if any(b + a > n for b, a, n in zip(before, after, sizes, strict=True)):
         raise ValueError(f"`padding` {padding} removes more voxels than `x` has {tuple(sizes)}.")
-    return x[(..., *(slice(b, n - a) for b, a, n in zip(before, after, sizes, strict=True)))]
+    return crop(x, Padding(before, after))

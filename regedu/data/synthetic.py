@@ -7,7 +7,7 @@ are drawn on the generator's device (the CPU for an int or ``None``) and then mo
 ``device``, so one seed gives the same data on a CPU and on a GPU.
 
 Everything is dimension-generic: ``shape`` has 2 entries for 2D, 3 for 3D, and outputs follow
-DESIGN.md: images ``(B, 1, *shape)`` float in [0, 1], label maps ``(B, 1, *shape)`` int64,
+docs/DESIGN.md: images ``(B, 1, *shape)`` float in [0, 1], label maps ``(B, 1, *shape)`` int64,
 displacements ``(B, ndim, *shape)`` in voxels with ``warp(moving, disp)(x) = moving(x + disp(x))``.
 
 Smooth random fields are cubic B-spline free-form deformations: Gaussian noise on a coarse
@@ -17,19 +17,20 @@ grid of control points ``smoothness`` voxels apart, interpolated with the cubic 
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from .. import warps
-from ..checks import check_choice, check_floating, check_image, check_positive_int, check_tensor
+from .. import bspline, kernels, warps
+from ..checks import check_choice, check_floating, check_image, check_number, check_positive_int, check_tensor
+from ..filters import gaussian_smooth
 
 __all__ = [
     "make_generator",
+    "random_normal",
+    "random_uniform",
     "smooth_noise",
     "random_velocity",
     "random_disp",
@@ -43,6 +44,8 @@ __all__ = [
     "subject_from_disp",
     "synth_labels",
     "synth_image",
+    "T2_INTENSITIES",
+    "t2_like",
     "disk",
     "square",
     "letter_o",
@@ -71,14 +74,18 @@ def make_generator(seed=None) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _randn(size, generator: torch.Generator, device, dtype) -> torch.Tensor:
-    """Standard normal numbers drawn on the generator's device, then moved to ``device``."""
+def random_normal(size, generator: torch.Generator, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Standard normal numbers of shape ``size``, drawn on the generator's device, then moved to
+    ``device`` (so one seed gives the same numbers on a CPU and a GPU)."""
     return torch.randn(size, generator=generator, device=generator.device).to(device=device, dtype=dtype)
 
 
-def _rand(size, generator: torch.Generator, device, dtype) -> torch.Tensor:
-    """Uniform numbers in [0, 1), drawn like :func:`_randn`."""
+def random_uniform(size, generator: torch.Generator, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Uniform numbers in [0, 1) of shape ``size``, drawn like :func:`random_normal`."""
     return torch.rand(size, generator=generator, device=generator.device).to(device=device, dtype=dtype)
+
+
+_randn, _rand = random_normal, random_uniform  # the old private names, still imported by data.datasets
 
 
 def _check_shape(shape) -> tuple[int, ...]:
@@ -93,16 +100,6 @@ def _check_shape(shape) -> tuple[int, ...]:
     )
 
 
-def _check_number(value, name: str, minimum: float = 0.0, strict: bool = False) -> float:
-    """``value`` as a float, raising unless it is a real number >= ``minimum`` (> if ``strict``)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a number, got {value!r}.")
-    if value < minimum or (strict and value == minimum):
-        relation = ">" if strict else ">="
-        raise ValueError(f"`{name}` must be {relation} {minimum}, got {value!r}.")
-    return float(value)
-
-
 def _dtype_of(dtype) -> torch.dtype:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"`dtype` must be a floating torch dtype such as torch.float32, got {dtype!r}.")
@@ -114,39 +111,11 @@ def _dtype_of(dtype) -> torch.dtype:
 # ---------------------------------------------------------------------------
 
 
-def _cubic_bspline(t: torch.Tensor) -> torch.Tensor:
-    """The cubic B-spline kernel: support (-2, 2), weights of neighbours sum to 1."""
-    a = t.abs()
-    inner = (4 - 6 * a**2 + 3 * a**3) / 6
-    outer = (2 - a).clamp(min=0) ** 3 / 6
-    return torch.where(a < 1, inner, outer)
-
-
-def _control_points(size: int, spacing: float) -> int:
-    """Number of control points ``spacing`` voxels apart covering ``0 .. size - 1``, plus one
-    beyond each end (the cubic B-spline reaches two control points either side)."""
-    return math.ceil((size - 1) / spacing) + 3
-
-
-@functools.lru_cache(maxsize=64)
-def _bspline_matrix(size: int, spacing: float, device, dtype) -> torch.Tensor:
-    """Weights ``(size, count)``: voxel ``i`` from control point ``k`` at ``(k - 1) * spacing``.
-
-    Cached (the same few sizes and spacings come back in every training batch); callers only
-    read the result, never write to it."""
-    count = _control_points(size, spacing)
-    voxels = torch.arange(size, device=device, dtype=dtype)[:, None]
-    knots = (torch.arange(count, device=device, dtype=dtype)[None, :] - 1) * spacing
-    return _cubic_bspline((voxels - knots) / spacing)
-
-
 def _bspline_upsample(coarse: torch.Tensor, shape: Sequence[int], spacing: float) -> torch.Tensor:
-    """Interpolate control values ``(B, C, *counts)`` to ``(B, C, *shape)``, one axis at a time."""
-    out = coarse
-    for axis, size in enumerate(shape):
-        weights = _bspline_matrix(size, spacing, coarse.device, coarse.dtype)
-        out = (out.movedim(2 + axis, -1) @ weights.T).movedim(-1, 2 + axis)
-    return out
+    """Interpolate control values ``(B, C, *counts)`` to ``(B, C, *shape)`` with the cubic B-spline
+    (:mod:`regedu.bspline`), one axis at a time."""
+    return bspline.blend(coarse, [bspline.voxel_basis_matrix(n, spacing, coarse.device, coarse.dtype)
+                                  for n in shape])
 
 
 def smooth_noise(shape: Sequence[int], smoothness: float, channels: int = 1, batch: int = 1, seed=None,
@@ -154,11 +123,11 @@ def smooth_noise(shape: Sequence[int], smoothness: float, channels: int = 1, bat
     """Smooth random images ``(batch, channels, *shape)``: unit Gaussian noise on control
     points ``smoothness`` voxels apart, cubic B-spline interpolated (values about N(0, 0.5))."""
     shape = _check_shape(shape)
-    spacing = _check_number(smoothness, "smoothness", 0.0, strict=True)
+    spacing = check_number(smoothness, "smoothness", 0.0, strict=True)
     check_positive_int(channels, "channels")
     check_positive_int(batch, "batch")
     generator = make_generator(seed)
-    counts = [_control_points(n, spacing) for n in shape]
+    counts = [bspline.control_point_count(n, spacing) for n in shape]
     coarse = _randn((batch, channels, *counts), generator, device, _dtype_of(dtype))
     return _bspline_upsample(coarse, shape, spacing)
 
@@ -181,7 +150,7 @@ def random_velocity(shape: Sequence[int], magnitude: float = 4.0, smoothness: fl
         batch, seed, device, dtype: how many fields, the seed (module docstring), where, which float.
     """
     shape = _check_shape(shape)
-    magnitude = _check_number(magnitude, "magnitude")
+    magnitude = check_number(magnitude, "magnitude")
     field = smooth_noise(shape, smoothness, len(shape), batch, seed, device, dtype)
     return _scale_to_max(field, magnitude)
 
@@ -226,7 +195,7 @@ def integrate_smooth(velocity: torch.Tensor, smoothness: float, steps: int = 7) 
 def random_affine(shape: Sequence[int], rotation: float = 10.0, scale: float = 0.1, shear: float = 0.05,
                   translation: float = 5.0, batch: int = 1, seed=None, device=None,
                   dtype=torch.float32) -> torch.Tensor:
-    """A random affine ``(batch, ndim, ndim + 1)`` about the image centre (DESIGN's convention).
+    """A random affine ``(batch, ndim, ndim + 1)`` about the image centre (docs/DESIGN.md's convention).
 
     The sampling location is ``T R H S x``: scaling ``S``, then shear ``H``, rotation ``R``
     and translation ``T``, built with :mod:`regedu.warps` (``scaling``, ``shear``,
@@ -241,7 +210,7 @@ def random_affine(shape: Sequence[int], rotation: float = 10.0, scale: float = 0
     """
     shape = _check_shape(shape)
     ndim = len(shape)
-    limits = {name: _check_number(value, name) for name, value in
+    limits = {name: check_number(value, name) for name, value in
               (("rotation", rotation), ("scale", scale), ("shear", shear), ("translation", translation))}
     check_positive_int(batch, "batch")
     counts = {"rotation": 1 if ndim == 2 else 3, "scale": ndim, "shear": 1 if ndim == 2 else 3,
@@ -270,15 +239,13 @@ def random_transform(shape: Sequence[int], rotation: float = 5.0, scale: float =
 
     The sampling location is ``A(x + u(x))`` with ``A = [M | t]`` from :func:`random_affine`
     and ``u`` from :func:`random_disp` (diffeomorphic), so the displacement is computed
-    exactly, without interpolation: ``M x + t - x + M u(x)``. Its Jacobian determinant is
-    ``det(M) * det(I + grad u) > 0``: it does not fold.
+    exactly, without interpolation: ``M x + t - x + M u(x)`` (:func:`regedu.kernels.after_affine`).
+    Its Jacobian determinant is ``det(M) * det(I + grad u) > 0``: it does not fold.
     """
     generator = make_generator(seed)
     A = random_affine(shape, rotation, scale, shear, translation, batch, generator, device, dtype)
     u = random_disp(shape, magnitude, smoothness, True, steps, batch, generator, device, dtype)
-    ndim = len(shape)
-    linear_of_u = torch.einsum("bij,bj...->bi...", A[:, :, :ndim], u)
-    return warps.affine_to_disp(A, shape) + linear_of_u
+    return kernels.after_affine(u, A)
 
 
 # ---------------------------------------------------------------------------
@@ -286,32 +253,18 @@ def random_transform(shape: Sequence[int], rotation: float = 5.0, scale: float =
 # ---------------------------------------------------------------------------
 
 
-def _gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    return kernel / kernel.sum()
-
-
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """Blur ``(B, C, *spatial)`` with a Gaussian of standard deviation ``sigma`` voxels.
 
     Separable (one 1D convolution per axis), edges replicated; ``sigma=0`` returns the input.
+    The checked form of :func:`regedu.filters.gaussian_smooth`.
     """
-    ndim = check_image(image, "image")
+    check_image(image, "image")
     check_floating(image, "image")
-    sigma = _check_number(sigma, "sigma")
+    sigma = check_number(sigma, "sigma")
     if sigma == 0:
         return image
-    kernel = _gaussian_kernel(sigma, image.device, image.dtype).view(1, 1, -1)
-    radius = kernel.shape[-1] // 2
-    out = image
-    for axis in range(2, 2 + ndim):
-        moved = out.movedim(axis, -1)
-        lines = moved.reshape(-1, 1, moved.shape[-1])
-        lines = F.conv1d(F.pad(lines, (radius, radius), mode="replicate"), kernel)
-        out = lines.reshape(moved.shape).movedim(-1, axis)
-    return out
+    return gaussian_smooth(image, sigma)
 
 
 def _per_item(values: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -331,9 +284,9 @@ def augment_intensity(image: torch.Tensor, gamma: float = 0.2, bias: float = 0.2
     """
     ndim = check_image(image, "image")
     check_floating(image, "image")
-    gamma = _check_number(gamma, "gamma")
-    bias = _check_number(bias, "bias")
-    noise = _check_number(noise, "noise")
+    gamma = check_number(gamma, "gamma")
+    bias = check_number(bias, "bias")
+    noise = check_number(noise, "noise")
     generator = make_generator(seed)
     batch, spatial = image.shape[0], tuple(image.shape[2:])
     out = image.clamp(0, 1)
@@ -507,6 +460,115 @@ def synth_image(labels: torch.Tensor, num_labels: int | None = None, blur: float
 
 
 # ---------------------------------------------------------------------------
+# a second MRI contrast of the same anatomy, made from its tissue labels
+# ---------------------------------------------------------------------------
+
+
+T2_INTENSITIES = (0.0, 1.0, 0.5, 0.25)
+"""T2-like grey level of each tissue of :data:`regedu.data.TISSUE_NAMES` (background, CSF-like,
+grey matter, white matter): fluid brightest and white matter darkest, the reverse of T1's order."""
+
+
+def _lesion_patches(tissue: torch.Tensor, share: float, smoothness: float, generator) -> torch.Tensor:
+    """Bool ``(B, 1, *spatial)``: the voxels of ``tissue`` (bool, same shape) where a smooth random
+    image (control points ``smoothness`` voxels apart) is in its top ``share`` within that tissue,
+    so the patches cover about that share of the tissue in every item."""
+    spatial = tuple(tissue.shape[2:])
+    field = smooth_noise(spatial, smoothness, 1, tissue.shape[0], generator, tissue.device)
+    patches = torch.zeros_like(tissue)
+    if share == 0:
+        return patches
+    for item in range(tissue.shape[0]):
+        values = field[item][tissue[item]]
+        if values.numel() > 0:
+            patches[item] = tissue[item] & (field[item] >= torch.quantile(values, 1 - share))
+    return patches
+
+
+def _check_unit_interval(value, name: str) -> float:
+    value = check_number(value, name)
+    if value > 1:
+        raise ValueError(f"`{name}` must be in [0, 1], got {value!r}.")
+    return value
+
+
+def t2_like(labels: torch.Tensor, intensities: Sequence[float] = T2_INTENSITIES, lesions: float = 0.12,
+            lesion_intensity: float = 0.75, lesion_label: int = 3, lesion_smoothness: float | None = None,
+            partial_volume: float = 0.8, gamma: float = 0.1, bias: float = 0.2, noise: float = 0.02,
+            seed=None, dtype=torch.float32) -> torch.Tensor:
+    """A T2-weighted-like MRI synthesised from tissue labels: a second contrast of the same anatomy.
+
+    Made from the labels, not by remapping a T1's grey levels, so a T1 intensity does not fix the
+    T2-like one (their joint histogram is not a thin curve, as it is for real pairs of scans):
+
+    1. **tissue contrast**: each voxel takes ``intensities[label]`` (default
+       :data:`T2_INTENSITIES`: CSF-like bright, grey matter mid, white matter dark);
+    2. **a tissue T1 cannot separate**: lesion-like patches, smooth random blobs about
+       ``lesion_smoothness`` voxels across covering a share ``lesions`` of label ``lesion_label``
+       (white matter), take ``lesion_intensity`` instead (bright, like the white-matter
+       hyperintensities of small-vessel disease). A T1 image of the same labels (the template)
+       has ordinary white matter there. The patches are drawn first, so for an int ``seed``
+       they depend only on the labels, ``lesions``, ``lesion_smoothness`` and the seed: the same
+       call with ``partial_volume=0, gamma=0, bias=0, noise=0`` shows exactly where they are;
+    3. **partial volume**: a voxel near a boundary holds several tissues and shows their mix: a
+       Gaussian blur of ``partial_volume`` voxels of the piecewise-constant image (the same as
+       weighting each tissue's intensity by its blurred share of the voxel);
+    4. **its own scanner effects**: :func:`augment_intensity` with ``gamma``, ``bias`` and
+       ``noise`` drawn from ``seed``, independent of any other image's.
+
+    Args:
+        labels: integer tissue map ``(B, 1, *spatial)`` (2D or 3D), values in
+            ``0 .. len(intensities) - 1`` (e.g. :func:`regedu.data.brain_slice`'s labels, or a
+            pair's warped ``fixed_labels``).
+        intensities: grey level in [0, 1] of each label value; pass others for another contrast
+            (e.g. a FLAIR-like one with dark fluid).
+        lesions: share of ``lesion_label`` covered by patches, in [0, 1] (0: none).
+        lesion_intensity: grey level of the patches, in [0, 1].
+        lesion_label: the label value the patches lie in.
+        lesion_smoothness: control-point spacing of the patches' random image, in voxels
+            (default a fourteenth of the largest side: 8 voxels for 96 x 112).
+        partial_volume: standard deviation of the blur, in voxels (0: hard edges).
+        gamma, bias, noise: of :func:`augment_intensity` (0 skips a step).
+        seed: int, generator or None (module docstring). dtype: floating dtype of the result.
+
+    Returns:
+        ``(B, 1, *spatial)`` in [0, 1], of ``dtype``, on the labels' device.
+    """
+    check_image(labels, "labels")
+    if labels.is_floating_point() or labels.shape[1] != 1:
+        raise ValueError(
+            f"`labels` must be an integer label map (B, 1, *spatial), got dtype {labels.dtype} and "
+            f"shape {tuple(labels.shape)}. Convert a float map with labels.round().long()."
+        )
+    if isinstance(intensities, str) or not isinstance(intensities, Sequence) or len(intensities) < 2:
+        raise ValueError(f"`intensities` must be a sequence of at least 2 grey levels in [0, 1], one per "
+                         f"label value, got {intensities!r}.")
+    levels = [_check_unit_interval(value, "intensities") for value in intensities]
+    smallest, largest = int(labels.min()), int(labels.max())
+    if smallest < 0 or largest >= len(levels):
+        raise ValueError(
+            f"`labels` must lie in 0 .. {len(levels) - 1} (one of the {len(levels)} `intensities`), got "
+            f"values from {smallest} to {largest}. Pass one intensity per label value."
+        )
+    share = _check_unit_interval(lesions, "lesions")
+    lesion_level = _check_unit_interval(lesion_intensity, "lesion_intensity")
+    if isinstance(lesion_label, bool) or not isinstance(lesion_label, int):
+        raise TypeError(f"`lesion_label` must be an int label value, got {type(lesion_label).__name__}.")
+    spatial = tuple(labels.shape[2:])
+    smoothness = lesion_smoothness if lesion_smoothness is not None else max(spatial) / 14
+    smoothness = check_number(smoothness, "lesion_smoothness", 0.0, strict=True)
+    partial_volume = check_number(partial_volume, "partial_volume")
+    dtype = _dtype_of(dtype)
+    generator = make_generator(seed)
+    table = torch.tensor(levels, device=labels.device, dtype=dtype)
+    image = table[labels.long()]
+    patches = _lesion_patches(labels == lesion_label, share, smoothness, generator)
+    image = torch.where(patches, torch.tensor(lesion_level, device=labels.device, dtype=dtype), image)
+    image = gaussian_blur(image, partial_volume)
+    return augment_intensity(image, gamma, bias, None, noise, generator)
+
+
+# ---------------------------------------------------------------------------
 # toy shapes for the first lessons
 # ---------------------------------------------------------------------------
 
@@ -533,7 +595,7 @@ def disk(shape: Sequence[int], radius: float | None = None, centre: Sequence[flo
     ``radius`` defaults to a quarter of the smallest side, ``centre`` to the image centre.
     """
     offsets = _offsets(shape, centre, device, dtype)
-    radius = _check_number(radius if radius is not None else min(shape) / 4, "radius", 0.0, strict=True)
+    radius = check_number(radius if radius is not None else min(shape) / 4, "radius", 0.0, strict=True)
     return _as_image(offsets.norm(dim=0) <= radius, dtype)
 
 
@@ -544,15 +606,15 @@ def square(shape: Sequence[int], half_width: float | None = None, centre: Sequen
     ``half_width`` defaults to a quarter of the smallest side, ``centre`` to the image centre.
     """
     offsets = _offsets(shape, centre, device, dtype)
-    half = _check_number(half_width if half_width is not None else min(shape) / 4, "half_width", 0.0,
+    half = check_number(half_width if half_width is not None else min(shape) / 4, "half_width", 0.0,
                          strict=True)
     return _as_image(offsets.abs().amax(dim=0) <= half, dtype)
 
 
 def _ring(shape, radius, thickness, centre, device, dtype):
     offsets = _offsets(shape, centre, device, dtype)
-    radius = _check_number(radius if radius is not None else min(shape) / 4, "radius", 0.0, strict=True)
-    thickness = _check_number(thickness if thickness is not None else radius / 2, "thickness", 0.0,
+    radius = check_number(radius if radius is not None else min(shape) / 4, "radius", 0.0, strict=True)
+    thickness = check_number(thickness if thickness is not None else radius / 2, "thickness", 0.0,
                               strict=True)
     distance = offsets.norm(dim=0)
     return offsets, (distance <= radius) & (distance > radius - thickness), thickness
@@ -574,7 +636,7 @@ def letter_c(shape: Sequence[int], radius: float | None = None, thickness: float
     """A "C": the "O" of :func:`letter_o` with a slot of width ``gap`` voxels (default the
     thickness) cut towards increasing axis 1 (in 3D the slot is cut through the shell)."""
     offsets, inside, thickness = _ring(shape, radius, thickness, centre, device, dtype)
-    gap = _check_number(gap if gap is not None else thickness, "gap", 0.0, strict=True)
+    gap = check_number(gap if gap is not None else thickness, "gap", 0.0, strict=True)
     slot = (offsets[1] > 0) & (offsets[0].abs() < gap / 2)
     return _as_image(inside & ~slot, dtype)
 
@@ -620,7 +682,7 @@ def large_deformation_pair(shape: Sequence[int] = (64, 64), kind: str = "c_to_o"
         fixed = letter_o(shape, radius, radius * 0.4, device=device)
         return {"moving": moving, "fixed": fixed,
                 "moving_labels": moving.long(), "fixed_labels": fixed.long()}
-    magnitude = _check_number(magnitude, "magnitude")
+    magnitude = check_number(magnitude, "magnitude")
     direction = _randn(len(shape), make_generator(seed), device, torch.float32)
     direction = direction / direction.norm()
     velocity = _bump_velocity(shape, direction, magnitude, min(shape) / 4, device)

@@ -34,11 +34,10 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import warps
-from ..checks import check_choice, check_image, check_positive_int
+from ..checks import check_choice, check_image, check_number, check_positive_int
 from .datasets import _check_index, _without_batch, item_seed
 from .samples import brain_volume
 from .synthetic import (
-    _check_number,
     _rand,
     augment_intensity,
     gaussian_blur,
@@ -69,7 +68,7 @@ def cerebrum_levels(orientation: str = "axial", min_fraction: float = 0.25) -> l
     z = -50 to +74 mm, 63 levels) and drops the tips where only a few voxels of brain remain.
     """
     check_choice(orientation, "orientation", ORIENTATIONS)
-    fraction = _check_number(min_fraction, "min_fraction")
+    fraction = check_number(min_fraction, "min_fraction")
     mask = _volume(False).mask[0, 0]
     axis = _SLICED_AXIS[orientation]
     other = tuple(a for a in range(3) if a != axis)
@@ -177,8 +176,8 @@ def add_synthetic_head(image: torch.Tensor, mask: torch.Tensor, gap: float = 1.5
     if mask.dtype != torch.bool or mask.shape[1:] != image.shape[1:]:
         raise ValueError(f"`mask` must be a bool tensor shaped like the image {tuple(image.shape)}, "
                          f"got {mask.dtype} {tuple(mask.shape)}.")
-    widths = [_check_number(w, name, 0.0) for w, name in ((gap, "gap"), (skull, "skull"), (scalp, "scalp"))]
-    variation = _check_number(variation, "variation")
+    widths = [check_number(w, name, 0.0) for w, name in ((gap, "gap"), (skull, "skull"), (scalp, "scalp"))]
+    variation = check_number(variation, "variation")
     generator = make_generator(seed)
     batch, spatial = image.shape[0], tuple(image.shape[2:])
     reach = math.ceil(sum(widths) * (1 + variation)) + 1
@@ -207,7 +206,7 @@ def _uniform(generator, low: float, high: float) -> float:
 def _range(value, name: str) -> tuple[float, float]:
     """``value`` as a (low, high) pair of numbers >= 0; a single number means (value, value)."""
     low, high = (value, value) if isinstance(value, int | float) else tuple(value)
-    low, high = _check_number(low, name), _check_number(high, name)
+    low, high = check_number(low, name), check_number(high, name)
     if low > high:
         raise ValueError(f"`{name}` must be (low, high) with low <= high, got {value!r}.")
     return low, high
@@ -221,16 +220,16 @@ class _VariedPairs(Dataset):
                      bias, noise, blur, head, seed, device) -> None:
         self.length = check_positive_int(length, "length")
         self.parcels = bool(parcels)
-        self.affine = dict(rotation=_check_number(rotation, "rotation"), scale=_check_number(scale, "scale"),
-                           shear=_check_number(shear, "shear"),
-                           translation=_check_number(translation, "translation"))
+        self.affine = dict(rotation=check_number(rotation, "rotation"), scale=check_number(scale, "scale"),
+                           shear=check_number(shear, "shear"),
+                           translation=check_number(translation, "translation"))
         self.magnitude = _range(magnitude, "magnitude")
         self.smoothness = _range(smoothness, "smoothness")
         if self.smoothness[0] <= 0:
             raise ValueError(f"`smoothness` must be > 0, got {smoothness!r}.")
-        self.gamma, self.bias = _check_number(gamma, "gamma"), _check_number(bias, "bias")
-        self.noise, self.blur = _check_number(noise, "noise"), _check_number(blur, "blur")
-        self.head = _check_number(head, "head")
+        self.gamma, self.bias = check_number(gamma, "gamma"), check_number(bias, "bias")
+        self.noise, self.blur = check_number(noise, "noise"), check_number(blur, "blur")
+        self.head = check_number(head, "head")
         if self.head > 1:
             raise ValueError(f"`head` is a probability in [0, 1], got {head!r}.")
         self.seed = seed

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .. import kernels
 from ..checks import check_positive_int
-from ..warps import _resample, affine_to_disp
-from .base import AffineRegistration, Registration, broadcast_batch, check_model_inputs, remembers_arguments
+from .base import AffineRegistration, Registration, check_model_inputs, remembers_arguments
 from .unet import ConvBlock, _check_features, _check_ndim, memory_format_for
 
 __all__ = ["AffineNet", "Cascade", "centred_to_voxel_affine"]
@@ -94,10 +94,10 @@ class AffineNet(nn.Module):
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor,
                 return_affine: bool = False) -> Registration | AffineRegistration:
         check_model_inputs(moving, fixed, self, self.ndim, self.in_channels)
-        moving, fixed = broadcast_batch(moving, fixed)
+        moving, fixed = kernels.broadcast_batch(moving, fixed)
         affine = self.predict_affine(moving, fixed)
-        disp = affine_to_disp(affine, moving.shape[2:])
-        warped = _resample(moving, disp)
+        disp = kernels.affine_to_disp(affine, moving.shape[2:])
+        warped = kernels.resample(moving, disp)
         if return_affine:
             return AffineRegistration(warped, disp, affine)
         return Registration(warped, disp)
@@ -122,6 +122,6 @@ class Cascade(nn.Module):
         current, total = moving, None
         for stage in self.stages:
             _, disp = stage(current, fixed)
-            total = disp if total is None else disp + _resample(total, disp)
-            current = _resample(moving, total)
+            total = disp if total is None else kernels.compose(total, disp)
+            current = kernels.resample(moving, total)
         return Registration(current, total)

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .. import kernels
 from ..checks import check_batch, check_finite, check_floating, check_image, check_same_shape
+from ..deprecation import warn_renamed
 
 __all__ = [
     "Registration",
@@ -31,7 +32,10 @@ __all__ = [
     "pad_to_multiple",
     "crop",
     "remembers_arguments",
+    "PADDING_MODES",
 ]
+
+PADDING_MODES = {"replicate": "replicate", "zeros": "constant"}  # a model's `padding` -> torch's pad mode
 
 
 class Registration(NamedTuple):
@@ -128,9 +132,8 @@ def _check_matches_weights(image: torch.Tensor, model: nn.Module, label: str) ->
 
 
 def broadcast_batch(moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Expand a batch of 1 to the other's batch size (no copy)."""
-    batch = max(moving.shape[0], fixed.shape[0])
-    return moving.expand(batch, *moving.shape[1:]), fixed.expand(batch, *fixed.shape[1:])
+    """Expand a batch of 1 to the other's batch size (no copy): :func:`regedu.kernels.broadcast_batch`."""
+    return kernels.broadcast_batch(moving, fixed)
 
 
 # ---------------------------------------------------------------------------
@@ -138,42 +141,47 @@ def broadcast_batch(moving: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Te
 # ---------------------------------------------------------------------------
 
 
+# The one implementation is regedu.kernels (pad_to_multiple, crop), called by the models directly;
+# regedu.data.pad_to_multiple / unpad are its checked form. The functions below keep this module's
+# older names and return types working.
+
+
 def padding_for(spatial: Sequence[int], factor: int) -> list[tuple[int, int]]:
     """``(before, after)`` per axis that brings each size up to the next multiple of ``factor``.
 
     The extra voxels are split between both ends (one more at the end when odd), so the image
-    stays centred in the padded grid.
+    stays centred in the padded grid (:func:`regedu.kernels.padding_for`, as pairs).
     """
-    pads = []
-    for n in spatial:
-        total = -n % factor
-        pads.append((total // 2, total - total // 2))
-    return pads
+    padding = kernels.padding_for(spatial, factor)
+    return list(zip(padding.before, padding.after, strict=True))
 
 
 def pad_to_multiple(x: torch.Tensor, factor: int, mode: str = "replicate"
                     ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """Pad ``(B, C, *spatial)`` so every spatial size is a multiple of ``factor``.
+    """Deprecated: use :func:`regedu.data.pad_to_multiple` ``(x, factor, mode="replicate")``, which
+    returns a :class:`~regedu.kernels.Padding` (this one returns ``(before, after)`` pairs).
 
-    Returns the padded tensor and the per-axis ``(before, after)`` padding, for :func:`crop`.
-    ``mode`` is ``"replicate"`` (repeat the edge voxel) or ``"constant"`` (zeros).
+    Pads ``(B, C, *spatial)`` so every spatial size is a multiple of ``factor``; ``mode`` is
+    ``"replicate"`` (repeat the edge voxel) or ``"constant"`` (zeros). Returns the padded tensor
+    and the per-axis ``(before, after)`` padding, for :func:`crop`.
     """
-    pads = padding_for(x.shape[2:], factor)
-    if not any(before or after for before, after in pads):
-        return x, pads
-    flat = [amount for pair in reversed(pads) for amount in pair]  # F.pad wants the last axis first
-    return F.pad(x, flat, mode=mode), pads
+    warn_renamed("`regedu.models.base.pad_to_multiple`",
+                 "`regedu.data.pad_to_multiple(x, multiple, mode=...)` (it returns a Padding)")
+    padded, padding = kernels.pad_to_multiple(x, factor, mode)
+    return padded, list(zip(padding.before, padding.after, strict=True))
 
 
-def crop(x: torch.Tensor, pads: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """Undo :func:`pad_to_multiple` on any ``(B, C, *spatial)`` tensor on the padded grid.
+def crop(x: torch.Tensor, pads) -> torch.Tensor:
+    """Undo :func:`pad_to_multiple` on any ``(B, C, *spatial)`` tensor on the padded grid (contiguous).
 
-    A displacement in voxels needs no rescaling: cropping keeps the voxel size.
+    ``pads`` is a :class:`~regedu.kernels.Padding` or a list of ``(before, after)`` pairs, one per
+    spatial axis. A displacement in voxels needs no rescaling: cropping keeps the voxel size.
     """
-    if not any(before or after for before, after in pads):
-        return x
-    index = tuple(slice(before, n - after) for (before, after), n in zip(pads, x.shape[2:], strict=True))
-    return x[(slice(None), slice(None), *index)].contiguous()
+    if not isinstance(pads, kernels.Padding):
+        pairs = [tuple(pair) for pair in pads]
+        pads = kernels.Padding(tuple(b for b, _ in pairs), tuple(a for _, a in pairs))
+    cropped = kernels.crop(x, pads)
+    return cropped if cropped is x else cropped.contiguous()
 
 
 def remembers_arguments(cls):

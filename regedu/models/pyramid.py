@@ -24,19 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import kernels
 from ..checks import check_choice, check_positive_int
-from ..warps import _integrate, _resample, _resize_disp
-from .base import (
-    PyramidRegistration,
-    Registration,
-    broadcast_batch,
-    check_model_inputs,
-    crop,
-    pad_to_multiple,
-    remembers_arguments,
-)
+from .base import PADDING_MODES, PyramidRegistration, Registration, check_model_inputs, remembers_arguments
 from .unet import _check_ndim
-from .voxelmorph import _PADDING, FlowNet
+from .voxelmorph import FlowNet
 
 __all__ = ["PyramidNet", "downsample_image"]
 
@@ -91,7 +83,7 @@ class PyramidNet(nn.Module):
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.diffeomorphic = bool(diffeomorphic)
         self.int_steps = check_positive_int(int_steps, "int_steps", minimum=1 if diffeomorphic else 0)
-        self.padding = _PADDING[check_choice(padding, "padding", list(_PADDING))]
+        self.padding = PADDING_MODES[check_choice(padding, "padding", list(PADDING_MODES))]
         self.nets = nn.ModuleList(
             FlowNet(ndim, in_channels, encoder, decoder, separable, fused_upsampling, channels_last)
             for _ in range(levels)
@@ -102,24 +94,24 @@ class PyramidNet(nn.Module):
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor,
                 return_levels: bool = False) -> Registration | PyramidRegistration:
         check_model_inputs(moving, fixed, self, self.ndim, self.in_channels)
-        moving, fixed = broadcast_batch(moving, fixed)
-        moving_padded, pads = pad_to_multiple(moving, self.factor, self.padding)
-        fixed_padded, _ = pad_to_multiple(fixed, self.factor, self.padding)
+        moving, fixed = kernels.broadcast_batch(moving, fixed)
+        moving_padded, padding = kernels.pad_to_multiple(moving, self.factor, self.padding)
+        fixed_padded, _ = kernels.pad_to_multiple(fixed, self.factor, self.padding)
         total, per_level = None, []
         for level, net in enumerate(self.nets):
             shrink = 2 ** (self.levels - 1 - level)
             moving_level = downsample_image(moving_padded, shrink)
             fixed_level = downsample_image(fixed_padded, shrink)
             if total is not None:
-                total = _resize_disp(total, tuple(moving_level.shape[2:]))
-                moving_level = _resample(moving_level, total)
+                total = kernels.resize_disp(total, moving_level.shape[2:])
+                moving_level = kernels.resample(moving_level, total)
             residual = net(moving_level, fixed_level)
             if self.diffeomorphic:
-                residual = _integrate(residual, self.int_steps)
-            total = residual if total is None else residual + _resample(total, residual)
+                residual = kernels.integrate(residual, self.int_steps)
+            total = residual if total is None else kernels.compose(total, residual)
             per_level.append(total)
-        disp = crop(total, pads).contiguous()
-        warped = _resample(moving, disp)
+        disp = kernels.crop(total, padding).contiguous()
+        warped = kernels.resample(moving, disp)
         if return_levels:
             return PyramidRegistration(warped, disp, per_level[:-1] + [disp])
         return Registration(warped, disp)

@@ -32,22 +32,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .. import kernels
 from ..checks import check_choice, check_positive_int
-from ..warps import _integrate, _resample, _resize_disp
-from .base import (
-    Registration,
-    VelocityRegistration,
-    broadcast_batch,
-    check_model_inputs,
-    crop,
-    pad_to_multiple,
-    remembers_arguments,
-)
-from .unet import _CONV, UNet, _check_ndim
+from .base import PADDING_MODES, Registration, VelocityRegistration, check_model_inputs, remembers_arguments
+from .unet import UNet, _check_ndim, conv_layer
 
 __all__ = ["VoxelMorph", "FlowNet"]
-
-_PADDING = {"replicate": "replicate", "zeros": "constant"}
 
 
 class FlowNet(nn.Module):
@@ -62,7 +52,7 @@ class FlowNet(nn.Module):
                  fused_upsampling: bool = True, channels_last: bool = True, init_std: float = 1e-5):
         super().__init__()
         self.unet = UNet(ndim, 2 * in_channels, encoder, decoder, separable, fused_upsampling, channels_last)
-        self.head = _CONV[ndim](self.unet.out_channels, ndim, 3, padding=1)
+        self.head = conv_layer(ndim, self.unet.out_channels, ndim)  # a plain 3x3(x3) convolution
         nn.init.normal_(self.head.weight, mean=0.0, std=init_std)
         nn.init.zeros_(self.head.bias)
         self.factor = self.unet.factor
@@ -104,7 +94,7 @@ class VoxelMorph(nn.Module):
         self.diffeomorphic = bool(diffeomorphic)
         self.int_steps = check_positive_int(int_steps, "int_steps", minimum=1 if diffeomorphic else 0)
         self.int_downsize = check_positive_int(int_downsize, "int_downsize")
-        self.padding = _PADDING[check_choice(padding, "padding", list(_PADDING))]
+        self.padding = PADDING_MODES[check_choice(padding, "padding", list(PADDING_MODES))]
         self.net = FlowNet(ndim, in_channels, encoder, decoder, separable, fused_upsampling, channels_last)
         scale = self.int_downsize if self.diffeomorphic else 1
         self.factor = math.lcm(self.net.factor, scale)
@@ -117,14 +107,14 @@ class VoxelMorph(nn.Module):
                 "return_velocity=True needs a diffeomorphic model: this one predicts the displacement "
                 "directly. Build it with VoxelMorph(..., diffeomorphic=True)."
             )
-        moving, fixed = broadcast_batch(moving, fixed)
-        moving_padded, pads = pad_to_multiple(moving, self.factor, self.padding)
-        fixed_padded, _ = pad_to_multiple(fixed, self.factor, self.padding)
+        moving, fixed = kernels.broadcast_batch(moving, fixed)
+        moving_padded, padding = kernels.pad_to_multiple(moving, self.factor, self.padding)
+        fixed_padded, _ = kernels.pad_to_multiple(fixed, self.factor, self.padding)
         field = self.net(moving_padded, fixed_padded)
-        disp = crop(self.exponential(field) if self.diffeomorphic else field, pads).contiguous()
-        warped = _resample(moving, disp)
+        disp = kernels.crop(self.exponential(field) if self.diffeomorphic else field, padding).contiguous()
+        warped = kernels.resample(moving, disp)
         if return_velocity:
-            return VelocityRegistration(warped, disp, crop(field, pads).contiguous())
+            return VelocityRegistration(warped, disp, kernels.crop(field, padding).contiguous())
         return Registration(warped, disp)
 
     def exponential(self, velocity: torch.Tensor) -> torch.Tensor:
@@ -134,5 +124,5 @@ class VoxelMorph(nn.Module):
         """
         shape = tuple(velocity.shape[2:])
         coarse = tuple(n // self.int_downsize for n in shape)
-        disp = _integrate(_resize_disp(velocity, coarse), self.int_steps)
-        return _resize_disp(disp, shape)
+        disp = kernels.integrate(kernels.resize_disp(velocity, coarse), self.int_steps)
+        return kernels.resize_disp(disp, shape)
