@@ -476,7 +476,7 @@ def _sample_at_points(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor
 
 @torch.no_grad()
 def end_point_error(disp: torch.Tensor, true_disp: torch.Tensor, mask: torch.Tensor | None = None,
-                    voxel_size=None, *, spacing=None) -> torch.Tensor:
+                    voxel_size=None) -> torch.Tensor:
     """Mean end-point error of a field against the true one, shape ``(B,)``; 0 is perfect.
 
     The end-point error at a voxel is the length of ``disp - true_disp`` there: how far the point
@@ -488,7 +488,6 @@ def end_point_error(disp: torch.Tensor, true_disp: torch.Tensor, mask: torch.Ten
     ndim = _check_field(disp)
     _check_field(true_disp, "true_disp")
     check_same_shape(disp, true_disp, "disp", "true_disp")
-    voxel_size = renamed_keyword(voxel_size, spacing, "voxel_size", "spacing")
     step = torch.tensor(_check_voxel_size(voxel_size, ndim), dtype=disp.dtype, device=disp.device)
     length = torch.linalg.vector_norm((disp - true_disp) * step.view(1, ndim, *([1] * ndim)), dim=1)
     if mask is None:

@@ -10,7 +10,7 @@ def test_a_constant_error_of_three_four_is_five_voxels_and_scales_with_spacing()
     true = torch.randn(2, 2, 6, 7)
     wrong = true + torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)
     assert torch.allclose(metrics.end_point_error(wrong, true), torch.full((2,), 5.0))
-    assert torch.allclose(metrics.end_point_error(wrong, true, spacing=(2.0, 1.0)),
+    assert torch.allclose(metrics.end_point_error(wrong, true, voxel_size=(2.0, 1.0)),
                           torch.full((2,), (36.0 + 16.0) ** 0.5))
     assert torch.equal(metrics.end_point_error(true, true), torch.zeros(2))
 
