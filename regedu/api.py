@@ -36,6 +36,7 @@ from .classical import RegistrationResult, demons, register_affine, register_bsp
 from .classical.affine import TRANSFORMS
 from .classical.bspline import control_grid_shape
 from .classical.common import (
+    LR_SCHEDULES,
     check_number,
     per_level,
     prepare_pair,
@@ -101,7 +102,7 @@ def affine_then(deformable: Callable) -> Callable:
 _NUMBERS = {"lr": True, "weight": False, "sigma_fluid": False, "sigma_diffusion": False,
             "max_step": True, "refine_weight": False}  # option -> must be strictly positive (else >= 0)
 _FLAGS = ("diffeomorphic", "symmetric", "match_intensities")
-_CHOICES = {"transform": TRANSFORMS, "init": ("com", "identity")}
+_CHOICES = {"transform": TRANSFORMS, "init": ("com", "identity"), "lr_schedule": LR_SCHEDULES}
 _STAGE_NAMES = {  # interface -> how messages name (a method, a pipeline's affine stage, its deformable stage)
     "python": ("method {name!r}", "the affine stage of {name!r} (affine_options)",
                "the deformable stage of {name!r}"),
@@ -133,8 +134,11 @@ def _stages(function: Callable, options: dict, name: str, interface: str) -> lis
 
 
 def _is_classical(function: Callable) -> bool:
-    """Whether ``function`` (or the function a ``partial`` wraps) is one of :mod:`regedu.classical`'s."""
-    return getattr(getattr(function, "func", function), "__module__", "").startswith("regedu.classical")
+    """Whether ``function`` (or the function a ``partial`` wraps) is one of :mod:`regedu.classical`'s,
+    or :func:`register_learned_io`, whose optimisation options are :func:`register_dense`'s."""
+    function = getattr(function, "func", function)
+    module = getattr(function, "__module__", "") or ""
+    return function is register_learned_io or module.startswith("regedu.classical")
 
 
 def _concrete_iterations(value) -> bool:
@@ -229,7 +233,8 @@ def check_options(method, options: dict, shape=None, *, interface: str = "python
     :func:`register` calls it first, so a misspelt key or a bad value stops the run at once,
     also one meant for the second stage of a pipeline (which would otherwise surface only
     after the affine stage had run). The values of the classical methods are checked with the
-    methods' own rules; a learned method's values are checked when it runs.
+    methods' own rules, and so are the optimisation options of ``"voxelmorph+io"`` (they are
+    :func:`register_dense`'s); a learned method's model is checked when it runs.
 
     Args:
         method: a name from :data:`METHODS` or a function ``f(moving, fixed, **options)``.
@@ -342,7 +347,8 @@ def _network(model, ndim: int, device, input_device: torch.device) -> tuple[torc
 
 
 def _run_network(moving, fixed, model, device, refine: dict | None) -> RegistrationResult:
-    """Forward pass (``refine=None``) or instance optimisation with ``refine`` as its options."""
+    """Forward pass (``refine=None``) or instance optimisation with ``refine`` as its options
+    (then the result keeps its loss ``history``)."""
     from .train import instance_optimize
 
     moving, fixed, ndim = prepare_pair(moving, fixed)
@@ -353,18 +359,20 @@ def _run_network(moving, fixed, model, device, refine: dict | None) -> Registrat
     inputs = moving.to(weight.dtype), fixed.to(device=weight.device, dtype=weight.dtype)
     was_training = network.training
     network.eval()
+    history = []
     try:
         if refine is None:
             with torch.no_grad():
                 warped, disp = network(*inputs)[:2]
         else:
             with torch.enable_grad():
-                warped, disp = instance_optimize(network, *inputs, **refine)
+                refined = instance_optimize(network, *inputs, **refine)
+            warped, disp, history = refined.warped, refined.disp, refined.history
     finally:
         network.train(was_training)
     disp = disp.detach().to(moving.dtype)
     warped = warped.detach() if warped.dtype == moving.dtype else warp(moving, disp)
-    return RegistrationResult(warped=warped, disp=disp)
+    return RegistrationResult(warped=warped, disp=disp, history=history)
 
 
 def register_learned(moving: torch.Tensor, fixed: torch.Tensor, *, model=None, device=None
@@ -393,15 +401,21 @@ def register_learned(moving: torch.Tensor, fixed: torch.Tensor, *, model=None, d
 
 def register_learned_io(moving: torch.Tensor, fixed: torch.Tensor, *, model=None, device=None,
                         steps: int = 50, lr: float = 0.1, similarity: str = "ncc", weight: float = 1.0,
-                        regulariser: str = "diffusion") -> RegistrationResult:
+                        regulariser: str = "diffusion", callback=None, progress: bool | None = False
+                        ) -> RegistrationResult:
     """:func:`register_learned`, then instance optimisation of the network's field on this pair.
 
     The field is refined by ``steps`` Adam steps (learning rate ``lr``, in voxels) on
-    ``similarity + weight * regulariser`` (:func:`regedu.train.instance_optimize`): a few seconds
-    buy back most of what a network trained on other data misses on yours.
+    ``similarity + weight * regulariser`` (:func:`regedu.train.instance_optimize`, which is
+    :func:`~regedu.classical.register_dense` started from the network's field): a few seconds buy
+    back most of what a network trained on other data misses on yours. ``similarity`` and
+    ``regulariser`` are names from :data:`regedu.losses.SIMILARITIES` and
+    :data:`regedu.losses.REGULARISERS`; ``callback(level, iteration, loss)`` sees every step and
+    the result's ``history`` holds their losses (one level); ``progress`` as in the classical methods
+    (default: no bar). The network runs in its own dtype (a float64 model refines in float64).
     """
     refine = {"steps": steps, "lr": lr, "similarity": similarity, "weight": weight,
-              "regulariser": regulariser}
+              "regulariser": regulariser, "callback": callback, "progress": progress}
     return _run_network(moving, fixed, model, device, refine=refine)
 
 

@@ -144,6 +144,21 @@ def check_number(value, name: str, minimum: float = 0.0, strict: bool = False, h
     return number
 
 
+def check_range(value, name: str) -> tuple[float, float]:
+    """``value`` as a ``(low, high)`` pair of numbers ``>= 0`` with ``low <= high``; a single number
+    means ``(value, value)``. For options drawn at random per item (a deformation's size, say)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        low, high = value, value
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        low, high = value
+    else:
+        raise TypeError(f"`{name}` must be a number or a (low, high) pair of numbers, got {value!r}.")
+    low, high = check_number(low, name), check_number(high, name)
+    if low > high:
+        raise ValueError(f"`{name}` must be (low, high) with low <= high, got {value!r}.")
+    return low, high
+
+
 def _kind(value, wanted: type) -> str:
     """The type of ``value``, and how to convert it when it is text that reads as a ``wanted``."""
     if isinstance(value, str):

@@ -24,6 +24,11 @@ loss                 range                   best value
 ``endpoint_error``   ``[0, inf)`` voxels     0, identical fields
 ===================  ======================  ===========================
 
+Every name that a method, a training run, a widget or the command line accepts comes from one
+registry here: :data:`SIMILARITIES` and :data:`REGULARISERS`, looked up with :func:`similarity`
+and :func:`regulariser` (a clear ``ValueError`` lists the choices). Adding a term is one line,
+``losses.SIMILARITIES["mine"] = my_loss``, and the methods, training and widgets accept it.
+
 Input checks use :mod:`regedu.checks` and cost no device synchronisation, so the
 losses can be called at every training step. They do not look for NaN. The filters and the
 pieces shared with other modules live in :mod:`regedu.filters` (box means) and
@@ -32,7 +37,9 @@ pieces shared with other modules live in :mod:`regedu.filters` (box means) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -57,7 +64,12 @@ __all__ = [
     "diffusion",
     "bending",
     "dice_loss",
+    "label_mse",
     "endpoint_error",
+    "SIMILARITIES",
+    "REGULARISERS",
+    "similarity",
+    "regulariser",
 ]
 
 
@@ -452,6 +464,32 @@ def dice_loss(fixed_seg: torch.Tensor, warped_seg: torch.Tensor,
     return 1 - ((2 * overlap + eps) / (total + eps)).mean()
 
 
+def label_mse(fixed_seg: torch.Tensor, warped_seg: torch.Tensor,
+              labels: Sequence[int] | None = None) -> torch.Tensor:
+    """Squared difference of two one-hot (or probability) label maps, summed over labels and
+    averaged over batch and voxels: SynthMorph's label loss as VoxelMorph now trains it.
+
+    Unlike :func:`dice_loss`, which averages one score per label whatever its size, every voxel
+    counts the same here, so large structures weigh more. For one-hot maps the value is twice the
+    share of voxels whose labels disagree.
+
+    Args:
+        fixed_seg, warped_seg: as for :func:`dice_loss` (floating ``(B, L, *spatial)`` maps, or
+            integer label maps ``(B, 1, *spatial)`` one-hot encoded with ``labels``).
+        labels: as for :func:`dice_loss`.
+
+    Returns:
+        Scalar in ``[0, 2]``: 0 for identical maps.
+    """
+    ndim = check_image(fixed_seg, "fixed_seg")
+    check_image(warped_seg, "warped_seg", ndim=ndim)
+    check_same_shape(fixed_seg, warped_seg, "fixed_seg", "warped_seg")
+    check_batch(fixed_seg, warped_seg, "fixed_seg", "warped_seg")
+    f, w = broadcast_batch(*_as_probabilities(fixed_seg, warped_seg, labels))
+    _check_channels(f, w, "fixed_seg (one-hot)", "warped_seg (one-hot)")
+    return (f - w).square().sum(dim=1).mean()
+
+
 def endpoint_error(disp: torch.Tensor, true_disp: torch.Tensor) -> torch.Tensor:
     """Mean end-point error: Euclidean distance between two fields, averaged over voxels.
 
@@ -470,3 +508,85 @@ def endpoint_error(disp: torch.Tensor, true_disp: torch.Tensor) -> torch.Tensor:
     check_same_shape(disp, true_disp, "disp", "true_disp")
     check_batch(disp, true_disp, "disp", "true_disp")
     return torch.linalg.vector_norm(disp - true_disp, dim=1).mean()
+
+
+# ---------------------------------------------------------------------------
+# the registry: every loss that can be chosen by name
+# ---------------------------------------------------------------------------
+
+SIMILARITIES: dict[str, Callable[..., torch.Tensor]] = {
+    "mse": mse,
+    "ncc": ncc,
+    "global_ncc": global_ncc,
+    "mi": mi,
+    "ngf": ngf,
+}
+"""Similarity terms by name, each ``f(fixed, warped, **options) -> scalar`` to minimise: the one list
+that the classical methods, training (:class:`regedu.train.TrainConfig`), instance optimisation,
+the widgets and the command line accept."""
+
+REGULARISERS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "diffusion": diffusion,
+    "bending": bending,
+}
+"""Regularisers of a displacement by name, each ``f(disp) -> scalar`` to minimise."""
+
+
+def _lookup(table: dict[str, Callable], name, kind: str, registry: str, signature: str) -> Callable:
+    """``table[name]``; a callable ``name`` is returned as it is; anything else raises ``ValueError``."""
+    if callable(name):
+        return name
+    if not isinstance(name, str) or name not in table:
+        raise ValueError(f"`{kind}` must be one of {list(table)} (regedu.losses.{registry}) or a function "
+                         f"{signature}, got {name!r}.")
+    return table[name]
+
+
+def _options_of(function: Callable) -> list[str]:
+    """The keyword options of a similarity term: its parameters after ``(fixed, warped)``."""
+    return list(inspect.signature(function).parameters)[2:]
+
+
+def similarity(name, **options) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The similarity term ``name`` as a loss ``f(fixed, warped)``, with ``options`` bound.
+
+    ``similarity("ncc", window=5)(fixed, warped)`` is ``ncc(fixed, warped, window=5)``. One call
+    can configure whichever term is chosen: an option that the chosen term does not take but
+    another term does is left out (``similarity("mse", window=5)`` is :func:`mse`), so a method
+    can pass its ``window`` and ``bins`` whatever the user picked. The values are checked when
+    the loss is called.
+
+    Args:
+        name: a key of :data:`SIMILARITIES` (``"mse"``, ``"ncc"``, ``"global_ncc"``, ``"mi"``,
+            ``"ngf"``), or a function ``f(fixed, warped) -> scalar``, returned as it is (options
+            are then not used).
+        **options: keyword options of the terms, e.g. ``window`` (:func:`ncc`), ``bins`` (:func:`mi`),
+            ``eps``.
+
+    Raises:
+        ValueError: ``name`` is not in :data:`SIMILARITIES` (the message lists them).
+        TypeError: an option that no similarity term takes (the message lists each term's options).
+    """
+    term = _lookup(SIMILARITIES, name, "similarity", "SIMILARITIES", "f(fixed, warped) -> scalar loss")
+    if callable(name):
+        return term
+    accepted = {key: _options_of(function) for key, function in SIMILARITIES.items()}
+    unknown = sorted(set(options) - {option for names in accepted.values() for option in names})
+    if unknown:
+        listing = "; ".join(f"{key}: {', '.join(names) or 'none'}" for key, names in accepted.items())
+        raise TypeError(f"no similarity term takes the option(s) {unknown}. Their options are: {listing}.")
+    kept = {key: value for key, value in options.items() if key in accepted[name]}
+    return functools.partial(term, **kept) if kept else term
+
+
+def regulariser(name) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The regulariser ``name`` as a loss ``f(disp)``.
+
+    Args:
+        name: a key of :data:`REGULARISERS` (``"diffusion"``, ``"bending"``), or a function
+            ``f(disp) -> scalar``, returned as it is.
+
+    Raises:
+        ValueError: ``name`` is not in :data:`REGULARISERS` (the message lists them).
+    """
+    return _lookup(REGULARISERS, name, "regulariser", "REGULARISERS", "f(disp) -> scalar loss")

@@ -80,6 +80,8 @@ __all__ = [
 
 PANEL_INCHES = 3.2  # width and height of one image panel
 FOLD_COLOUR = "#ffd200"  # folded voxels (det J <= 0): yellow, far from the blue-white-red scale
+# the colour bar of jacobian_map, per ndim: what det J measures for the pull map x -> x + disp(x)
+_JACOBIAN_LABEL = {2: "det J (moving area per fixed pixel)", 3: "det J (moving volume per fixed voxel)"}
 GRID_COLOUR = "tab:orange"
 _RAS_ENDS = {0: ("L", "R"), 1: ("P", "A"), 2: ("I", "S")}  # letters at the low and high index end
 _RAS_NAMES = ("x", "y", "z")
@@ -711,10 +713,13 @@ def jacobian_map(disp, ax=None, axis: int = -1, index: int | None = None, orient
     """The Jacobian determinant of ``x -> x + disp(x)``, centred at 1, with folds in yellow.
 
     ``det J`` is computed on the whole field (:func:`regedu.warps.jacobian_det`) and shown on
-    the view: blue where the map shrinks volume (``0 < det < 1``), white where it keeps it
-    (``det = 1``), red where it grows it (``det > 1``), with a two-slope colour norm centred at
-    1; voxels that fold (``det <= 0``, the map is not invertible there) are painted yellow and
-    counted in the title.
+    the view. For the pull map ``x -> x + disp(x)`` (fixed -> moving) it is the area (3D: volume)
+    of the moving image that one fixed voxel reads, so the anatomy in the warped image is scaled
+    by ``1 / det J``: red where ``det J > 1`` (the warped image shows it compressed), white where
+    ``det J = 1``, blue where ``0 < det J < 1`` (shown stretched), with a two-slope colour norm
+    centred at 1; voxels that fold (``det J <= 0``, the map is not invertible there) are painted
+    yellow and counted in the title. The field of ``warps.scaling(2, shape)`` (``affine_to_disp``)
+    has ``det J = 4`` in 2D, and the object it warps covers a quarter of its area.
 
     Args:
         disp: ``(B, ndim, *spatial)`` or ``(ndim, *spatial)`` in voxels.
@@ -731,7 +736,7 @@ def jacobian_map(disp, ax=None, axis: int = -1, index: int | None = None, orient
     shown = layout.screen(det)
     fig, ax = _figure_and_axes(ax, 1.3 * PANEL_INCHES, PANEL_INCHES)
     image = _imshow(ax, shown, layout, cmap="RdBu_r", norm=_jacobian_norm(shown, vmin, vmax))
-    fig.colorbar(image, ax=ax, shrink=0.8, label="det J  (<1 shrinks, >1 grows)")
+    fig.colorbar(image, ax=ax, shrink=0.8, label=_JACOBIAN_LABEL[field.shape[1]])
     folded = shown <= 0
     folds = np.ma.masked_array(np.ones_like(shown), mask=~folded)
     _imshow(ax, folds, layout, cmap=colors.ListedColormap([FOLD_COLOUR]), vmin=0, vmax=1, gid="folds")

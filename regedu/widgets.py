@@ -34,7 +34,6 @@ import torch
 
 from . import losses, metrics, viz, warps
 from .checks import (
-    check_choice,
     check_device,
     check_disp,
     check_floating,
@@ -65,14 +64,9 @@ __all__ = [
     "field_comparison_widget",
 ]
 
-SIMILARITIES: dict[str, Callable] = {
-    "mse": losses.mse,
-    "ncc": losses.ncc,
-    "global_ncc": losses.global_ncc,
-    "mi": losses.mi,
-    "ngf": losses.ngf,
-}
-"""Similarity losses by name, as offered by :func:`similarity_landscape` (all: lower is better)."""
+SIMILARITIES: dict[str, Callable] = losses.SIMILARITIES
+"""Similarity losses by name, as offered by :func:`similarity_landscape` (all: lower is better): the
+one registry, :data:`regedu.losses.SIMILARITIES`."""
 
 
 # ---------------------------------------------------------------------------
@@ -231,13 +225,6 @@ def _shift_values(shifts) -> list[int]:
     return values
 
 
-def _similarity(similarity) -> Callable:
-    if callable(similarity):
-        return similarity
-    check_choice(similarity, "similarity", list(SIMILARITIES))
-    return SIMILARITIES[similarity]
-
-
 @torch.no_grad()
 def similarity_landscape(fixed: torch.Tensor, moving: torch.Tensor, shifts=5,
                          similarity="mse") -> torch.Tensor:
@@ -251,8 +238,9 @@ def similarity_landscape(fixed: torch.Tensor, moving: torch.Tensor, shifts=5,
     Args:
         fixed, moving: ``(B, C, *spatial)`` floating images of one shape.
         shifts: an integer ``R`` for the shifts ``-R .. R``, or a list of integer shifts.
-        similarity: a name in :data:`SIMILARITIES` (``"mse"``, ``"ncc"``, ``"global_ncc"``,
-            ``"mi"``, ``"ngf"``) or a function ``(fixed, warped) -> scalar loss``.
+        similarity: a name in :data:`regedu.losses.SIMILARITIES` (``"mse"``, ``"ncc"``,
+            ``"global_ncc"``, ``"mi"``, ``"ngf"``), each with its default options, or a function
+            ``(fixed, warped) -> scalar loss``.
 
     Returns:
         ``(S,) * ndim`` losses for ``S`` shifts, on the images' device and dtype.
@@ -262,7 +250,7 @@ def similarity_landscape(fixed: torch.Tensor, moving: torch.Tensor, shifts=5,
     check_image(moving, "moving", ndim)
     check_same_shape(fixed, moving, "fixed", "moving")
     check_floating(moving, "moving")
-    loss = _similarity(similarity)
+    loss = losses.similarity(similarity)
     values = _shift_values(shifts)
     out = torch.empty((len(values),) * ndim, device=fixed.device, dtype=fixed.dtype)
     for position in itertools.product(range(len(values)), repeat=ndim):

@@ -16,10 +16,12 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# the lessons rewired onto shipped models so far; 03 (regulariser sweep), 05 (learned diffeomorphic)
-# and 08 (SynthMorph-style) join when their models are trained (scripts/train_pretrained.py --list)
+# the lessons rewired onto shipped models so far; 08 (SynthMorph-style) joins when its model is
+# trained (scripts/train_pretrained.py --list)
 LEARNED_LESSONS = [
+    "03_learned_unsupervised",
     "04_supervised_vs_unsupervised",
+    "05_diffeomorphic",
     "06_multiscale",
 ]
 

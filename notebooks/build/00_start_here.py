@@ -177,17 +177,22 @@ nb.exercise("""
 nb.exercise("""
     **Exercise 3.** Set `scale` to 2. Does the brain look bigger or smaller? Predict by how much its *area*
     changes, then measure it by warping the brain mask (`brain.mask`, a boolean map: make it a float image
-    and warp it with `mode="nearest"`).
+    and warp it with `mode="nearest"`). Compare with the Jacobian determinant of the field,
+    `warps.jacobian_det(disp)`: the area of the moving image that one fixed pixel reads (notebook 01,
+    section 6).
 """, starter="""
     # your code here: warped, disp = widgets.transform_explorer(brain.image, scale=2.0)
 """, solution="""
     warped, disp = widgets.transform_explorer(brain.image, scale=2.0)
     mask = brain.mask.float()
     ratio = warps.warp(mask, disp, mode="nearest").sum() / mask.sum()
-    print(f"area after / before: {float(ratio):.3f}")
-    # Scale 2 samples twice as far from the centre, so the brain appears shrunk by 2 along each axis:
-    # its area is divided by 2 * 2 = 4.
-    assert abs(float(ratio) - 0.25) < 0.02
+    det = warps.jacobian_det(disp)  # (1, X, Y)
+    print(f"area after / before: {float(ratio):.3f}; det J between {float(det.min()):.2f} and "
+          f"{float(det.max()):.2f}")
+    # Scale 2 samples twice as far from the centre: each fixed pixel reads a 2 x 2 patch of the moving
+    # image, det J = 4. So the brain appears shrunk by 2 along each axis: its area is divided by det J = 4.
+    # det J > 1 means the warped image shows the anatomy compressed, not grown.
+    assert abs(float(ratio) - 0.25) < 0.02 and torch.allclose(det, torch.full_like(det, 4.0))
 """)
 
 nb.markdown("""

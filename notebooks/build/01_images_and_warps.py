@@ -216,17 +216,37 @@ nb.markdown("""
 
     The inverse `w` of `u` undoes it: `compose(u, w) = 0`, i.e. `w(x) = -u(x + w(x))`. There is no formula
     for it, but the equation itself can be iterated: start from `w = 0` and repeat
-    `w = -warp(u, w)` (the field `u` read at `x + w(x)`, negated). For a smooth field that does not fold,
-    the error shrinks at every step. The first step gives `-u`, the common "just negate it"
-    guess, which is only roughly right.
+    `w = -warp(u, w)` (the field `u` read at `x + w(x)`, negated). The first step gives `-u`, the common
+    "just negate it" guess, which is only roughly right.
+
+    When does the iteration converge? Each step multiplies the error by at most `L = max ‖∇u‖`, the
+    field's largest stretch (how many voxels its displacement changes per voxel moved, the operator norm of
+    its Jacobian `∇u`: a Lipschitz constant). So it converges when `u` is a **contraction**, `L < 1`. A
+    field that does not fold (`det J > 0` everywhere) is invertible, but that is not enough for this
+    iteration: `u(x) = 2x` (the map `x → 3x`, det J = 9, no fold anywhere) has the inverse `w(x) = −2x/3`,
+    yet every step doubles the error.
 """)
 
 nb.code("""
-    inverse = torch.zeros_like(u)
-    residuals = []
-    for step in range(INVERSE_ITERATIONS):
-        inverse = -warps.warp(u, inverse)
-        residuals.append(float(warps.compose(u, inverse).abs().max()))
+    def fixed_point_inverse(field, steps):
+        \"\"\"Iterate w = -warp(field, w) from w = 0; return w and, per step, max |compose(field, w)|
+        (voxels).\"\"\"
+        w, residual = torch.zeros_like(field), []
+        for _ in range(steps):
+            w = -warps.warp(field, w)
+            residual.append(float(warps.compose(field, w).abs().max()))
+        return w, residual
+
+
+    def largest_stretch(field):
+        \"\"\"L: the largest operator norm of the Jacobian of a (1, 2, X, Y) field (voxels per voxel).\"\"\"
+        grads = torch.gradient(field[0], dim=(1, 2))  # d u / d x_j, each (2, X, Y)
+        jacobian = torch.stack(grads, dim=-1).movedim(0, -2)  # (X, Y, 2, 2): [i, j] = d u_i / d x_j
+        return float(torch.linalg.matrix_norm(jacobian, ord=2).max())
+
+
+    inverse, residuals = fixed_point_inverse(u, INVERSE_ITERATIONS)
+    print(f"u: L = {largest_stretch(u):.2f}")
     print("largest |compose(u, w)| (voxels) after each step:", " ".join(f"{r:.1e}" for r in residuals))
     round_trip = warps.warp(warps.warp(image, u), inverse)
     viz.show_slices([image, warps.warp(image, u), round_trip],
@@ -234,8 +254,26 @@ nb.code("""
 """)
 
 nb.markdown("""
-    What to look for: the residual halves (or better) at every step, and the round trip gives back the
-    original (slightly blurred: the image was interpolated twice).
+    What to look for: `L` is below 1 and the residual shrinks at every step, by a factor of at most `L`;
+    the round trip gives back the original (slightly blurred: the image was interpolated twice).
+
+    Now the linear field `u(x) = 2 (x − centre)`: it never folds, and `L = 2`.
+""")
+
+nb.code("""
+    stretch = 2 * (grid - centre).unsqueeze(0)  # (1, 2, X, Y): the map x -> centre + 3 (x - centre)
+    det_stretch = warps.jacobian_det(stretch)
+    _, stretch_residuals = fixed_point_inverse(stretch, INVERSE_ITERATIONS)
+    print(f"u = 2x: det J = {float(det_stretch.min()):.1f} everywhere, L = {largest_stretch(stretch):.1f}")
+    print("largest |compose(u, w)| (voxels) after each step:",
+          " ".join(f"{r:.1e}" for r in stretch_residuals))
+""")
+
+nb.markdown("""
+    What to look for: the residual does not shrink; it stays at hundreds of voxels. (On an unbounded grid
+    it would double at every step; here the image border caps how far `u` can be read.) A field with no
+    fold can still defeat this inverse; notebook 05 builds fields whose inverse needs no such iteration
+    (`exp(v)` is undone by `exp(−v)`).
 
     ## 6. Seeing a field: grids, colours, arrows and the Jacobian
 
@@ -245,8 +283,12 @@ nb.markdown("""
       `x + u(x)`), on top of it;
     - **colour**: hue is the direction, saturation the length (white = no motion);
     - **arrows**: from `x` to `x + u(x)`;
-    - **Jacobian determinant** `det(I + ∇u)`: the local change of area. Blue below 1 (shrinks), red above 1
-      (grows), and yellow where `det ≤ 0`: the map *folds*, i.e. it is not invertible there.
+    - **Jacobian determinant** `det J = det(I + ∇u)` of the map `x → x + u(x)`, which goes from the fixed
+      grid into the moving image: the **area of the moving image that one fixed pixel reads** (in 3D, the
+      volume per fixed voxel). The warped image shows the anatomy scaled by `1 / det J`: where `det J > 1`
+      (red) a fixed pixel reads a larger patch, so the warped image shows the anatomy *compressed*; where
+      `0 < det J < 1` (blue) it shows it *stretched*; where `det J ≤ 0` (yellow) the map *folds*, i.e. it is
+      not invertible there. (Red does not mean "the anatomy grew": a pulling warp turns it around.)
 """)
 
 nb.code("""
@@ -256,6 +298,20 @@ nb.code("""
     viz.displacement_arrows(u, step=8, ax=axes[0, 2], image=image, orientation=True)
     viz.jacobian_map(u, ax=axes[0, 3], orientation=True)
     fig
+""")
+
+nb.markdown("""
+    Notebook 00's exercise 3 is the check of that sentence: `transform_explorer(scale=2)` reads each fixed
+    pixel from a 2 × 2 patch of the brain, so det J = 4 everywhere, and the warped brain covers a quarter of
+    its area, not four times it.
+""")
+
+nb.code("""
+    _, scaled = widgets.transform_explorer(image, scale=2.0)
+    det_scaled = warps.jacobian_det(scaled)
+    area_ratio = float(warps.warp(brain.mask.float(), scaled, mode="nearest").sum() / brain.mask.sum())
+    print(f"scale 2: det J between {float(det_scaled.min()):.2f} and {float(det_scaled.max()):.2f}; "
+          f"warped brain area / original area = {area_ratio:.3f}, about 1 / det J")
 """)
 
 nb.markdown("""
@@ -340,13 +396,13 @@ nb.exercise("""
     final = {}
     for magnitude in (4, 16):
         field = data.random_disp(shape, magnitude=magnitude, smoothness=16, seed=0, device=device)
-        w = torch.zeros_like(field)
-        for _ in range(20):
-            w = -warps.warp(field, w)
-        final[magnitude] = float(warps.compose(field, w).abs().max())
-        print(f"magnitude {magnitude:2d}: largest residual after 20 steps {final[magnitude]:.2e} voxels")
+        _, residual = fixed_point_inverse(field, 20)
+        final[magnitude] = residual[-1]
+        print(f"magnitude {magnitude:2d}: L = {largest_stretch(field):.2f}, largest residual after 20 steps "
+              f"{final[magnitude]:.2e} voxels")
     # Where a field folds, two fixed points read the same moving point: the map is not invertible there, so no
-    # w can satisfy compose(u, w) = 0 and the iteration does not converge.
+    # w can satisfy compose(u, w) = 0 and the iteration does not converge. The 4-voxel field is a
+    # contraction (L < 1), so it converges; the 16-voxel one has L > 1 (and folds).
     assert final[16] > 100 * final[4]
 """)
 
@@ -361,7 +417,11 @@ nb.code("""
     assert holes > 100 and int(((pulled == 0) & inside).sum()) == 0, "pushing leaves holes, pulling does not"
     assert set(nearest.unique().tolist()) <= {0, 1, 2, 3}, "warp_labels keeps label values"
     assert error_composed < error_sum / 2, "compose(u, v) is the field of 'u then v', not u + v"
-    assert residuals[-1] < 0.01 < residuals[0], "the fixed-point inverse converges"
+    assert largest_stretch(u) < 1 and residuals[-1] < 0.01 < residuals[0], "a contraction's inverse converges"
+    assert float(det_stretch.min()) > 1 and min(stretch_residuals) > 1, \
+        "u = 2x does not fold, yet the fixed-point inverse does not converge"
+    assert torch.allclose(det_scaled, torch.full_like(det_scaled, 4.0)) and abs(area_ratio - 0.25) < 0.02, \
+        "det J = 4 (scale 2): the warped brain covers 1 / det J of its area"
     assert folding[4] == 0 < folding[16], "large fields fold, small smooth ones do not"
     print("all checks passed")
 """)

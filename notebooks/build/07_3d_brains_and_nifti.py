@@ -130,8 +130,8 @@ nb.code("""
 
 nb.markdown("""
     Orientation mistakes are the most common silent failure in registration: a left-right flip still gives a
-    plausible brain. Always load through the affine (never `nib.load(...).get_fdata()` alone), and check the
-    letters in a viewer.
+    plausible brain, and nothing in the pixels tells (exercise 3). Always load through the affine (never
+    `nib.load(...).get_fdata()` alone), and check the letters in a viewer.
 
     ## 4. Classical versus learned registration in 3D
 
@@ -364,20 +364,58 @@ nb.exercise(
 
 nb.exercise(
     """
-    **Exercise 3.** Make `check_pair` complain. Give it the fixed image flipped left-right
-    (`torch.flip(fixed, dims=[2])`) as the fixed image with the unflipped labels, and then a fixed image
-    cropped to 47 voxels along x. Read the warnings: which check catches each mistake, and what does it
-    suggest?
+    **Exercise 3.** A left-right flip is invisible in the pixels: check the header. The cell below writes the
+    moving image (the MNI atlas) a second time, stored right-to-left along x with the affine that says so
+    (its x column negated: voxels and header flipped together, as some converters write files), so both
+    files hold the same image in the world. (a) Read both raw arrays with `nib.load(path).get_fdata()`: are
+    they equal? How well do they correlate (`np.corrcoef`)? Could you tell from the arrays, or from a picture
+    of them, which one has the patient's right at index 0? (b) Read the orientation codes of both headers,
+    `nib.aff2axcodes(nib.load(path).affine)`. (c) Load both with `data.load_nifti`: are the tensors equal
+    now? (d) Give `data.check_pair` the two raw arrays as tensors, once without their affines and once with
+    them (`moving_affine=`, `fixed_affine=`; `factor=8` keeps the size warning out): which call warns?
+    (e) A converter that flips the voxels but keeps the RAS header: write that file and give `check_pair`
+    the two paths. What does it find?
     """,
     starter="""
-    # your code here
+    flip_x = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip_x[0, 3] = atlas.shape[2] - 1  # index i of the file is index X-1-i of ours
+    las_file = OUT / "moving_las.nii.gz"
+    nib.save(nib.Nifti1Image(atlas[0, 0].cpu().numpy()[::-1].copy(), reg_affine @ flip_x), las_file)
+    # your code here: compare moving_file (RAS) and las_file
     """,
     solution="""
-    flipped = torch.flip(fixed, dims=[2]).cpu()
-    data.check_pair(atlas.cpu(), flipped, moving_labels=atlas_labels.cpu(), fixed_labels=fixed_labels.cpu())
-    cropped = fixed[:, :, :47].cpu()
-    report_cropped = data.check_pair(atlas.cpu(), cropped)
-    assert not report_cropped.ok
+    flip_x = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip_x[0, 3] = atlas.shape[2] - 1  # index i of the file is index X-1-i of ours
+    las_file = OUT / "moving_las.nii.gz"
+    nib.save(nib.Nifti1Image(atlas[0, 0].cpu().numpy()[::-1].copy(), reg_affine @ flip_x), las_file)
+
+    headers = {"RAS file": nib.load(moving_file), "LAS file": nib.load(las_file)}
+    raw = {name: torch.from_numpy(img.get_fdata()).float()[None, None] for name, img in headers.items()}
+    correlation = np.corrcoef(raw["RAS file"].ravel(), raw["LAS file"].ravel())[0, 1]
+    print(f"(a) raw arrays equal: {torch.equal(*raw.values())}, correlation {correlation:.3f}")
+    codes = {name: "".join(nib.aff2axcodes(img.affine)) for name, img in headers.items()}
+    print("(b) orientation codes:", codes)
+    loaded_pair = [data.load_nifti(path).image for path in (moving_file, las_file)]
+    print("(c) tensors equal after load_nifti:", torch.equal(*loaded_pair))
+    print("(d) check_pair on the raw arrays, without their affines:")
+    blind = data.check_pair(*raw.values(), factor=8)
+    print("(d) ... and with them:")
+    told = data.check_pair(*raw.values(), moving_affine=headers["RAS file"].affine,
+                           fixed_affine=headers["LAS file"].affine, factor=8)
+    wrong_file = OUT / "moving_flipped_voxels_ras_header.nii.gz"
+    nib.save(nib.Nifti1Image(atlas[0, 0].cpu().numpy()[::-1].copy(), reg_affine), wrong_file)
+    print("(e) voxels flipped, header kept:")
+    unnoticed = data.check_pair(moving_file, wrong_file, factor=8)
+    # (a) The raw arrays are mirror images, yet they correlate almost perfectly: a brain (and this template
+    # above all) is nearly symmetric, so no picture and no intensity check tells left from right.
+    # (b) Only the header does: RAS against LAS. (c) load_nifti reads it and turns both into the same RAS
+    # tensor. (d) check_pair warns about the orientation only when it has the affines; tensors alone carry
+    # none. (e) Voxels flipped under an unchanged header: nothing here can see it (same codes, same grid,
+    # a high correlation). The header is the only record of left and right: keep it with the data, load
+    # through it, and check the letters in a viewer against something known to be on one side.
+    assert not torch.equal(*raw.values()) and correlation > 0.9 and torch.equal(*loaded_pair)
+    assert codes == {"RAS file": "RAS", "LAS file": "LAS"}
+    assert blind.ok and not told.ok and told.orientation == ("RAS", "LAS") and unnoticed.ok
     """,
 )
 

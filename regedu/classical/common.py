@@ -30,7 +30,6 @@ from tqdm.auto import tqdm
 from .. import losses
 from ..checks import (
     check_batch,
-    check_choice,
     check_device,
     check_finite,
     check_floating,
@@ -74,20 +73,15 @@ __all__ = [
 
 Callback = Callable[[int, int, float], None]
 
-SIMILARITIES = {
-    "mse": lambda fixed, warped, window, bins: losses.mse(fixed, warped),
-    "ncc": lambda fixed, warped, window, bins: losses.ncc(fixed, warped, window=window),
-    "global_ncc": lambda fixed, warped, window, bins: losses.global_ncc(fixed, warped),
-    "mi": lambda fixed, warped, window, bins: losses.mi(fixed, warped, bins=bins),
-    "ngf": lambda fixed, warped, window, bins: losses.ngf(fixed, warped),
-}
-REGULARISERS = {"diffusion": losses.diffusion, "bending": losses.bending}
+SIMILARITIES = losses.SIMILARITIES  # the one registry (regedu.losses), under its old names here
+REGULARISERS = losses.REGULARISERS
 
 MIN_LEVEL_SIZE = 8  # the coarsest pyramid level keeps at least this many voxels per axis
 COARSEST_SIZE = 32  # an automatic pyramid coarsens until its largest axis has at most this many voxels
 MAX_LEVELS = 6  # ... or until it has this many levels
 CONVERGENCE_WINDOW = 10  # iterations over which the relative loss change is measured
 CONVERGENCE_TOLERANCE = 1e-4  # relative loss change over the window that counts as converged
+LR_SCHEDULES = ("cosine", "constant")  # step size over a level: decaying to lr / 10, or lr throughout
 
 
 # ---------------------------------------------------------------------------
@@ -345,27 +339,22 @@ def downsample(image: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 def similarity_function(similarity, window=9, bins: int = 32) -> Callable:
     """Turn ``similarity`` into a loss ``f(fixed, warped)`` to minimise.
 
-    ``similarity`` is a name from :data:`SIMILARITIES` (``"mse"``, ``"ncc"`` with
-    ``window``, ``"global_ncc"``, ``"mi"`` with ``bins``, ``"ngf"``) or a callable
-    ``f(fixed, warped) -> scalar`` used as it is. ``"ncc"`` is a
-    :class:`~regedu.classical.local_ncc.LocalNCC`: the value of :func:`regedu.losses.ncc`, about
-    twice as fast in a loop with one fixed image.
+    ``similarity`` is a name from the one registry, :data:`regedu.losses.SIMILARITIES`
+    (``"mse"``, ``"ncc"`` with ``window``, ``"global_ncc"``, ``"mi"`` with ``bins``, ``"ngf"``), looked
+    up by :func:`regedu.losses.similarity`, or a callable ``f(fixed, warped) -> scalar`` used as it
+    is. ``"ncc"`` becomes a :class:`~regedu.classical.local_ncc.LocalNCC`: the value of
+    :func:`regedu.losses.ncc`, about twice as fast in a loop with one fixed image.
     """
-    if callable(similarity):
-        return similarity
-    check_choice(similarity, "similarity", list(SIMILARITIES))
-    if similarity == "ncc":
-        return LocalNCC(window)
-    term = SIMILARITIES[similarity]
-    return lambda fixed, warped: term(fixed, warped, window, bins)
+    loss = losses.similarity(similarity, window=window, bins=bins)
+    if isinstance(similarity, str) and losses.SIMILARITIES[similarity] is losses.ncc:
+        return LocalNCC(window)  # the same value, faster in a loop
+    return loss
 
 
 def regulariser_function(regulariser) -> Callable:
-    """Turn ``regulariser`` (``"diffusion"``, ``"bending"`` or a callable ``f(disp)``) into a loss."""
-    if callable(regulariser):
-        return regulariser
-    check_choice(regulariser, "regulariser", list(REGULARISERS))
-    return REGULARISERS[regulariser]
+    """Turn ``regulariser`` (a name from :data:`regedu.losses.REGULARISERS`, ``"diffusion"`` or
+    ``"bending"``, or a callable ``f(disp)``) into a loss: :func:`regedu.losses.regulariser`."""
+    return losses.regulariser(regulariser)
 
 
 # ---------------------------------------------------------------------------
@@ -433,11 +422,14 @@ def _adam(parameters: list[torch.Tensor], lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(parameters, lr=lr)
 
 
-def _step_size(lr: float, iteration: int, iterations: int, warmup: int) -> float:
-    """Learning rate at ``iteration`` of ``iterations``: a cosine from ``lr`` down to ``lr / 10``,
-    times a linear ramp ``(iteration + 1) / (warmup + 1)`` over the first ``warmup`` iterations."""
-    progress = iteration / max(iterations - 1, 1)
+def _step_size(lr: float, iteration: int, iterations: int, warmup: int, lr_schedule: str = "cosine") -> float:
+    """Learning rate at ``iteration`` of ``iterations``: a cosine from ``lr`` down to ``lr / 10``
+    (``lr_schedule="cosine"``) or ``lr`` throughout (``"constant"``), times a linear ramp
+    ``(iteration + 1) / (warmup + 1)`` over the first ``warmup`` iterations."""
     ramp = min(1.0, (iteration + 1) / (warmup + 1))
+    if lr_schedule == "constant":
+        return lr * ramp
+    progress = iteration / max(iterations - 1, 1)
     return lr * ramp * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
@@ -465,17 +457,19 @@ def convergence_tolerance(tolerance, automatic: bool) -> float:
 
 def optimise_level(loss_function: Callable[[], torch.Tensor], parameters: list[torch.Tensor],
                    iterations: int, lr: float, level: int, callback: Callback | None, bar, *,
-                   warmup: int = 0, tolerance: float = 0.0, reported_lr: float | None = None) -> list[float]:
+                   warmup: int = 0, tolerance: float = 0.0, reported_lr: float | None = None,
+                   lr_schedule: str = "cosine") -> list[float]:
     """Minimise ``loss_function()`` over ``parameters`` with Adam; return the loss per iteration.
 
     Adam scales every step to about ``lr`` in each parameter's own units, so ``lr`` reads
     as "how far a parameter may move per iteration". The step size follows a cosine from
     ``lr`` down to ``lr / 10`` over the level, so the parameters settle instead of jittering
-    by ``lr`` around the optimum. ``warmup > 0`` ramps it up linearly over the first ``warmup``
-    iterations: Adam restarts on every level with empty moment estimates, and its first steps are
-    then about ``lr`` long whatever the gradient, enough to throw a solution that a coarser level
-    had converged to out of its basin; the ramp lets the moments learn that the gradient is
-    small (or noisy) first. With ``tolerance > 0`` the level stops early once the loss has
+    by ``lr`` around the optimum; ``lr_schedule="constant"`` keeps ``lr`` (for a few steps from a
+    good start, which a decay would only shorten). ``warmup > 0`` ramps it up linearly over the
+    first ``warmup`` iterations: Adam restarts on every level with empty moment estimates, and its
+    first steps are then about ``lr`` long whatever the gradient, enough to throw a solution that a
+    coarser level had converged to out of its basin; the ramp lets the moments learn that the
+    gradient is small (or noisy) first. With ``tolerance > 0`` the level stops early once the loss has
     converged (:func:`converged`); the bar still advances by the whole level. After each step
     ``callback(level, iteration, loss)`` is called and the bar advances. A NaN or infinite loss
     or parameter stops the run with a ``FloatingPointError`` instead of returning garbage; its
@@ -485,7 +479,7 @@ def optimise_level(loss_function: Callable[[], torch.Tensor], parameters: list[t
     optimizer = _adam(parameters, lr)
     history = []
     for iteration in range(iterations):
-        optimizer.param_groups[0]["lr"] = _step_size(lr, iteration, iterations, warmup)
+        optimizer.param_groups[0]["lr"] = _step_size(lr, iteration, iterations, warmup, lr_schedule)
         optimizer.zero_grad(set_to_none=True)
         try:
             loss = loss_function()

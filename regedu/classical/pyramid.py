@@ -183,14 +183,15 @@ class Level:
         return warp_in_loop(self.moving, kernels.after_affine(disp, self.affine))
 
     def minimise(self, loss: Callable[[], torch.Tensor], parameters: list[torch.Tensor], lr: float, *,
-                 warmup: int = 0, reported_lr: float | None = None) -> list[float]:
+                 warmup: int = 0, reported_lr: float | None = None,
+                 lr_schedule: str = "cosine") -> list[float]:
         """Minimise ``loss()`` over ``parameters`` with Adam for this level's iterations
-        (:func:`~regedu.classical.common.optimise_level`, with the run's callback, bar and tolerance);
-        return (and record) the loss per iteration."""
+        (:func:`~regedu.classical.common.optimise_level`, with the run's callback, bar and tolerance;
+        ``lr_schedule``: ``"cosine"`` or ``"constant"``); return (and record) the loss per iteration."""
         run = self.run
         self.history.extend(optimise_level(loss, parameters, self.iterations, lr, self.index, run.callback,
                                            run.bar, warmup=warmup, tolerance=run.tolerance,
-                                           reported_lr=reported_lr))
+                                           reported_lr=reported_lr, lr_schedule=lr_schedule))
         return self.history
 
     def report(self, loss: float) -> None:

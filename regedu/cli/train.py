@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..losses import SIMILARITIES
 from .common import (
     PROG,
     CommandError,
@@ -28,19 +29,19 @@ from .common import (
     positive_int,
 )
 
-__all__ = ["SYNTHETIC_DATA", "MODELS", "LOSSES", "synthetic_data", "add_parser", "run"]
+__all__ = ["SYNTHETIC_DATA", "MODELS", "LOSSES", "UNSUPERVISED_LOSSES", "synthetic_data", "add_parser", "run"]
 
 SYNTHETIC_DATA = ("brain2d", "brain3d", "synthmorph2d", "synthmorph3d", "shapes2d")
 MODELS = ("voxelmorph", "voxelmorph-diff", "pyramid", "affine", "light")
+UNSUPERVISED_LOSSES = tuple(SIMILARITIES)  # every similarity of the one registry, regedu.losses
 LOSSES = {  # --loss -> (TrainConfig.supervision, TrainConfig.similarity)
-    "ncc": ("unsupervised", "ncc"),
-    "mse": ("unsupervised", "mse"),
-    "mi": ("unsupervised", "mi"),
+    **{name: ("unsupervised", name) for name in UNSUPERVISED_LOSSES},
     "supervised": ("supervised", "ncc"),
     "dice": ("labels", "ncc"),
     "synthmorph": ("synthmorph", "ncc"),
 }
-DEFAULT_WEIGHT = {"mse": 0.01}  # regulariser weight per --loss (VoxelMorph's values); else 1.0
+DEFAULT_WEIGHT = {"mse": 0.01, "synthmorph": 0.1}  # regulariser weight per --loss (mse: VoxelMorph's value;
+# synthmorph: the shipped synthmorph2d recipe's); else 1.0
 SYNTHETIC_PAIRS = 10_000  # pairs in a synthetic training set (generated on the fly, never stored)
 VALIDATION_PAIRS = {2: 16, 3: 4}
 VALIDATION_SEED = 10_000  # validation pairs use seed + this, so they never meet the training pairs
@@ -93,12 +94,13 @@ def _check_supervision(loss: str, item: dict, data: str) -> None:
     if "disp" in missing:
         raise CommandError(
             f"--loss supervised needs the true displacement of every pair, which only synthetic data have "
-            f"(--data {', '.join(SYNTHETIC_DATA)}), not --data {data}; use --loss ncc, mse, mi or dice."
+            f"(--data {', '.join(SYNTHETIC_DATA)}), not --data {data}; use --loss "
+            f"{', '.join(UNSUPERVISED_LOSSES)} or dice."
         )
     raise CommandError(
         f"--loss {loss} needs label maps for both images of every pair, but --data {data} has none: put "
         f"<image>_labels.nii.gz beside each image (or add moving_labels,fixed_labels columns to the CSV), "
-        f"or use --loss ncc, mse or mi."
+        f"or use --loss {', '.join(UNSUPERVISED_LOSSES)}."
     )
 
 
@@ -251,12 +253,14 @@ def add_parser(commands) -> None:
                         help="training pairs")
     parser.add_argument("--model", default="voxelmorph", choices=MODELS, help="network (default voxelmorph)")
     parser.add_argument("--loss", choices=list(LOSSES), default=None,
-                        help="ncc, mse, mi: unsupervised similarity + weight x diffusion; supervised: "
+                        help=f"{', '.join(UNSUPERVISED_LOSSES)}: unsupervised similarity "
+                             f"(regedu.losses.SIMILARITIES) + weight x diffusion; supervised: "
                              "end-point error to the true field (synthetic data); dice: Dice of the warped "
-                             "labels + weight x diffusion; synthmorph: the same, on synthmorph data "
+                             "labels + weight x diffusion; synthmorph: squared difference of the warped one-hot "
+                             "label maps (regedu.losses.label_mse) + weight x diffusion, on synthmorph data "
                              "(default: synthmorph for synthmorph data, else ncc)")
     parser.add_argument("--weight", type=lambda t: number(t, 0.0, False), default=None,
-                        help="regulariser weight (default 0.01 for mse, else 1)")
+                        help="regulariser weight (default 0.01 for mse, 0.1 for synthmorph, else 1)")
     parser.add_argument("--steps", type=positive_int, default=None,
                         help="optimiser steps (default 1000, or no step limit with --minutes)")
     parser.add_argument("--minutes", type=minutes, default=None, help="time budget in minutes")

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import warps
-from ..checks import check_choice, check_positive_int
+from ..checks import check_choice, check_number, check_positive_int, check_range
 from .pairs import collect_pairs, read_csv_table  # noqa: F401  (read_csv_table: its old home was here)
 from .samples import brain_slice, brain_volume
 from .synthetic import (
@@ -32,7 +32,6 @@ from .synthetic import (
     _rand,
     large_deformation_pair,
     make_generator,
-    random_disp,
     random_transform,
     subject_from_disp,
     synth_image,
@@ -144,15 +143,29 @@ class SynthMorphPairs(Dataset):
     """SynthMorph-style pairs: random label maps, images synthesised from them, known field.
 
     Item ``i``: a label map from :func:`~regedu.data.synthetic.synth_labels` is the moving
-    labels; a random diffeomorphism ``disp`` (:func:`~regedu.data.synthetic.random_disp`)
-    gives the fixed labels ``warp_labels(moving_labels, disp)``; each label map gets its own
-    random-contrast image (:func:`~regedu.data.synthetic.synth_image`), so the network cannot
-    rely on intensities and learns from shapes (Hoffmann et al., SynthMorph, IEEE TMI 2022).
+    labels; a random transform ``disp`` (:func:`~regedu.data.synthetic.random_transform`: an
+    affine within ``rotation``, ``scale``, ``shear``, ``translation``, after a random
+    diffeomorphism whose size is drawn from ``magnitude``) gives the fixed labels
+    ``warp_labels(moving_labels, disp)``; each label map gets a random-contrast image
+    (:func:`~regedu.data.synthetic.synth_image`), so the network cannot rely on intensities and
+    learns from shapes (Hoffmann et al., SynthMorph, IEEE TMI 2022).
+
+    The defaults are chosen for brain sections at 2 mm (``regedu.data.BrainSlicePairs``, whose pairs
+    differ by an affine of up to about 14 degrees and 14 % and deformations of several voxels).
+    ``same_contrast`` is a short-budget training aid, not in the paper: with that probability both
+    images of a pair share one random contrast (still random per pair). Those pairs let a network
+    learn to match shapes within a few hundred steps; the others, each image with its own contrast,
+    teach it to ignore contrast. With ``same_contrast=0`` (the paper's setting) a network trained on a
+    CPU for a few thousand steps barely starts to learn (``benchmarks/synthmorph.py`` compares them).
 
     Args:
         length: number of items. shape: spatial size, 2 or 3 integers.
         num_labels, label_smoothness: of the label maps (see ``synth_labels``'s ``smoothness``).
-        magnitude, smoothness: of the pair's diffeomorphism (voxels).
+        rotation, scale, shear, translation: the pair's affine limits (degrees, fraction, fraction,
+            voxels); 0 for none.
+        magnitude: the pair's deformation size in voxels, a number or a ``(low, high)`` range drawn
+            per item; smoothness: its control spacing (voxels).
+        same_contrast: probability in [0, 1] that both images share one contrast.
         blur, gamma, bias, noise: of the synthesised images.
         seed: base seed; item ``i`` uses :func:`item_seed` ``(seed, i)``.
         device: where items are generated and returned (default CPU, for DataLoader workers);
@@ -160,30 +173,48 @@ class SynthMorphPairs(Dataset):
     """
 
     def __init__(self, length: int = 64, shape: Sequence[int] = (96, 112), num_labels: int = 16,
-                 label_smoothness: float | None = None, magnitude: float = 4.0, smoothness: float = 16.0,
-                 blur: float = 1.0, gamma: float = 0.25, bias: float = 0.3, noise: float = 0.05,
-                 seed: int = 0, device=None):
+                 label_smoothness: float | None = None, rotation: float = 10.0, scale: float = 0.1,
+                 shear: float = 0.05, translation: float = 6.0,
+                 magnitude: float | Sequence[float] = (1.0, 10.0), smoothness: float = 16.0,
+                 same_contrast: float = 0.5, blur: float = 1.0, gamma: float = 0.25, bias: float = 0.3,
+                 noise: float = 0.05, seed: int = 0, device=None):
         self.length = check_positive_int(length, "length")
         self.shape = _check_shape(shape)
         check_positive_int(num_labels, "num_labels", minimum=2)
+        self.same_contrast = check_number(same_contrast, "same_contrast")
+        if self.same_contrast > 1:
+            raise ValueError(f"`same_contrast` is a probability in [0, 1], got {same_contrast!r}.")
+        self.magnitude = check_range(magnitude, "magnitude")
         self.seed = seed
         self.device = device
         self.label_options = dict(num_labels=num_labels, smoothness=label_smoothness)
-        self.disp_options = dict(magnitude=magnitude, smoothness=smoothness, diffeomorphic=True)
+        self.transform_options = dict(rotation=check_number(rotation, "rotation"),
+                                      scale=check_number(scale, "scale"), shear=check_number(shear, "shear"),
+                                      translation=check_number(translation, "translation"),
+                                      smoothness=check_number(smoothness, "smoothness", strict=True))
         self.image_options = dict(num_labels=num_labels, blur=blur, gamma=gamma, bias=bias, noise=noise)
 
     def __len__(self) -> int:
         return self.length
 
+    def _uniform(self, generator, low: float, high: float) -> float:
+        return low + (high - low) * float(_rand((), generator, "cpu", torch.float64))
+
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
         index = _check_index(index, self.length)
         generator = make_generator(item_seed(self.seed, index))
         moving_labels = synth_labels(self.shape, **self.label_options, seed=generator, device=self.device)
-        disp = random_disp(self.shape, **self.disp_options, seed=generator, device=self.device)
+        magnitude = self._uniform(generator, *self.magnitude)
+        disp = random_transform(self.shape, **self.transform_options, magnitude=magnitude, seed=generator,
+                                device=self.device)
         fixed_labels = warps.warp_labels(moving_labels, disp)
+        contrast = None   # each image draws its own grey level per label ...
+        if self._uniform(generator, 0, 1) < self.same_contrast:   # ... or both share one contrast
+            contrast = _rand((1, self.image_options["num_labels"]), generator, moving_labels.device,
+                             torch.float32)
         return _without_batch({
-            "moving": synth_image(moving_labels, **self.image_options, seed=generator),
-            "fixed": synth_image(fixed_labels, **self.image_options, seed=generator),
+            "moving": synth_image(moving_labels, **self.image_options, seed=generator, intensities=contrast),
+            "fixed": synth_image(fixed_labels, **self.image_options, seed=generator, intensities=contrast),
             "moving_labels": moving_labels, "fixed_labels": fixed_labels, "disp": disp,
         })
 

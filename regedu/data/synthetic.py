@@ -427,16 +427,30 @@ def synth_labels(shape: Sequence[int], num_labels: int = 16, smoothness: float |
     return warps.warp(images, disp).argmax(dim=1, keepdim=True)
 
 
+def _checked_intensities(intensities, batch: int, count: int) -> torch.Tensor:
+    """``intensities`` of :func:`synth_image`, checked: a floating ``(batch or 1, count)`` tensor."""
+    if not isinstance(intensities, torch.Tensor) or not intensities.is_floating_point():
+        raise TypeError(f"`intensities` must be a floating tensor (B, num_labels), got "
+                        f"{type(intensities).__name__}.")
+    if intensities.ndim != 2 or intensities.shape[0] not in (1, batch) or intensities.shape[1] != count:
+        raise ValueError(f"`intensities` must have shape ({batch} or 1, {count}): one grey level per label, "
+                         f"got {tuple(intensities.shape)}.")
+    return intensities
+
+
 def synth_image(labels: torch.Tensor, num_labels: int | None = None, blur: float = 1.0, gamma: float = 0.25,
-                bias: float = 0.3, noise: float = 0.05, seed=None, dtype=torch.float32) -> torch.Tensor:
+                bias: float = 0.3, noise: float = 0.05, seed=None, dtype=torch.float32,
+                intensities: torch.Tensor | None = None) -> torch.Tensor:
     """An image synthesised from a label map, in [0, 1] (SynthMorph's contrast randomisation).
 
     Each label gets a random intensity, uniform in [0, 1] and drawn per batch item (so
     before blurring every label is one constant intensity); the image is then blurred with
     a Gaussian of ``blur`` voxels and passed through :func:`augment_intensity`
     (``gamma``, ``bias``, ``noise``). ``labels`` is an integer map ``(B, 1, *spatial)``
-    with values in ``0 .. num_labels - 1`` (default: its maximum + 1). Output
-    ``(B, 1, *spatial)`` on the labels' device.
+    with values in ``0 .. num_labels - 1`` (default: its maximum + 1). ``intensities``
+    ``(B or 1, num_labels)`` in [0, 1] gives the grey levels instead (one contrast for two
+    images, each still with its own bias and noise). Output ``(B, 1, *spatial)`` on the
+    labels' device.
     """
     check_image(labels, "labels")
     if labels.is_floating_point() or labels.shape[1] != 1:
@@ -453,8 +467,11 @@ def synth_image(labels: torch.Tensor, num_labels: int | None = None, blur: float
         )
     generator = make_generator(seed)
     batch = labels.shape[0]
-    intensities = _rand((batch, count), generator, labels.device, _dtype_of(dtype))
-    image = torch.gather(intensities, 1, labels.flatten(1).long()).view(labels.shape)
+    if intensities is None:
+        intensities = _rand((batch, count), generator, labels.device, _dtype_of(dtype))
+    else:
+        intensities = _checked_intensities(intensities, batch, count).to(labels.device, _dtype_of(dtype))
+    image = torch.gather(intensities.expand(batch, count), 1, labels.flatten(1).long()).view(labels.shape)
     image = gaussian_blur(image, blur)
     return augment_intensity(image, gamma, bias, None, noise, generator)
 

@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import warps
-from ..checks import check_choice, check_image, check_number, check_positive_int
+from ..checks import check_choice, check_image, check_number, check_positive_int, check_range
 from .datasets import _check_index, _without_batch, item_seed
 from .samples import brain_volume
 from .synthetic import (
@@ -203,15 +203,6 @@ def _uniform(generator, low: float, high: float) -> float:
     return low + (high - low) * float(_rand((), generator, "cpu", torch.float64))
 
 
-def _range(value, name: str) -> tuple[float, float]:
-    """``value`` as a (low, high) pair of numbers >= 0; a single number means (value, value)."""
-    low, high = (value, value) if isinstance(value, int | float) else tuple(value)
-    low, high = check_number(low, name), check_number(high, name)
-    if low > high:
-        raise ValueError(f"`{name}` must be (low, high) with low <= high, got {value!r}.")
-    return low, high
-
-
 class _VariedPairs(Dataset):
     """What the 2D and 3D datasets share: two random transforms of one template, then each image's
     own intensity changes and blur. Subclasses set ``shape`` and define ``_template(generator)``."""
@@ -223,8 +214,8 @@ class _VariedPairs(Dataset):
         self.affine = dict(rotation=check_number(rotation, "rotation"), scale=check_number(scale, "scale"),
                            shear=check_number(shear, "shear"),
                            translation=check_number(translation, "translation"))
-        self.magnitude = _range(magnitude, "magnitude")
-        self.smoothness = _range(smoothness, "smoothness")
+        self.magnitude = check_range(magnitude, "magnitude")
+        self.smoothness = check_range(smoothness, "smoothness")
         if self.smoothness[0] <= 0:
             raise ValueError(f"`smoothness` must be > 0, got {smoothness!r}.")
         self.gamma, self.bias = check_number(gamma, "gamma"), check_number(bias, "bias")

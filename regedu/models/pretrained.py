@@ -21,11 +21,8 @@ _LESSON = " (4000 steps, the budget shared by the lessons' models, a third of th
 PRETRAINED = {
     "voxelmorph2d_brain": _BRAIN2D + "unsupervised, local NCC + diffusion (weight 1); the default 2D model "
                           "(12000 steps)",
-    # still the first release's file (one axial slice, 2000 steps) until its retraining on varied pairs
-    # (scripts/train_pretrained.py voxelmorph2d_brain_diff, resumable) is finished and scored
-    "voxelmorph2d_brain_diff": "VoxelMorph (2D, 96x112 axial MNI slice at 2 mm), unsupervised and "
-                               "diffeomorphic (stationary velocity, 7 scaling-and-squaring steps), local NCC "
-                               "+ diffusion, trained on one axial slice (first release; being retrained)",
+    "voxelmorph2d_brain_diff": _BRAIN2D + "unsupervised and diffeomorphic (stationary velocity, 7 "
+                               "scaling-and-squaring steps), local NCC + diffusion (weight 1)" + _LESSON,
     "voxelmorph2d_brain_supervised": _BRAIN2D + "supervised by the true field (end-point error)" + _LESSON,
     "voxelmorph2d_brain_labels": _BRAIN2D + "label-supervised: Dice of the warped tissue labels + "
                                  "diffusion (weight 1); no image similarity term" + _LESSON,
