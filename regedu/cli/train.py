@@ -257,8 +257,8 @@ def add_parser(commands) -> None:
                              f"(regedu.losses.SIMILARITIES) + weight x diffusion; supervised: "
                              "end-point error to the true field (synthetic data); dice: Dice of the warped "
                              "labels + weight x diffusion; synthmorph: squared difference of the warped "
-                             "one-hot label maps (regedu.losses.label_mse) + weight x diffusion, on synthmorph "
-                             "data "
+                             "one-hot label maps (regedu.losses.label_mse) + weight x diffusion, on "
+                             "synthmorph data "
                              "(default: synthmorph for synthmorph data, else ncc)")
     parser.add_argument("--weight", type=lambda t: number(t, 0.0, False), default=None,
                         help="regulariser weight (default 0.01 for mse, 0.1 for synthmorph, else 1)")
