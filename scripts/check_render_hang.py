@@ -76,7 +76,7 @@ def run_once(notebook: Path, cell_timeout: int, kernel: str) -> int:
 
     try:
         executed = execute(notebook, cell_timeout, kernel_name=kernel)
-        late = sum(cell.get("metadata", {}).get("execution", {}).get("regedu.late_messages", 0)
+        late = sum(cell.get("metadata", {}).get("regedu", {}).get("late_messages", 0)
                    for cell in executed.cells)
         print(f"{kernel_waits(executed.cells)}; messages caught late by the sliced polls: {late}", flush=True)
     except CellTimeoutError as error:

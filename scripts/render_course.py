@@ -131,7 +131,8 @@ class WatchedExecutePreprocessor(ExecutePreprocessor):
     pyzmq checks the socket once more and finds it. Here every wait on the shell and IOPub channels
     is cut into polls of ``poll_slice`` seconds, each of which ends with that check, so a missed
     wake-up costs at most ``poll_slice``. Each one caught (a message found only when a slice ran
-    out) is counted in the cell's ``metadata.execution["regedu.late_messages"]`` and on stderr.
+    out) is counted in the cell's ``metadata["regedu"]["late_messages"]`` and on stderr (not in
+    ``metadata.execution``, whose values nbformat requires to be strings).
     """
 
     def __init__(self, poll_slice: float = POLL_SLICE, **kwargs):
@@ -173,7 +174,7 @@ class WatchedExecutePreprocessor(ExecutePreprocessor):
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         finally:
             if self.late_messages > late:
-                cell.metadata.setdefault("execution", {})["regedu.late_messages"] = self.late_messages - late
+                cell.metadata.setdefault("regedu", {})["late_messages"] = self.late_messages - late
                 print(f"render_course: cell {cell_index}: {self.late_messages - late} message(s) from the "
                       f"kernel found only by a poll's final check (a missed wake-up)", file=sys.stderr,
                       flush=True)

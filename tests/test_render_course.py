@@ -144,3 +144,24 @@ def test_a_notebook_runs_with_sliced_waits(tmp_path, monkeypatch):
     assert executed.cells[1].outputs[0]["text"] == "42\n"
     # nbclient's execute_cell is bound to its own async_execute_cell: the subclass must rebind it
     assert sliced_channels and all(channel._regedu_sliced for channel in sliced_channels)
+
+
+def test_a_cell_with_late_messages_still_renders(monkeypatch):
+    """The count goes where nbformat allows a number (``metadata.execution`` holds only strings),
+    so the HTML export of a notebook with a late message validates."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    async def executed(self, cell, cell_index, execution_count=None, store_history=True):
+        self.late_messages += 1
+        return cell
+
+    monkeypatch.setattr(NotebookClient, "async_execute_cell", executed)
+    watcher = render_course.WatchedExecutePreprocessor(poll_slice=0.1)
+    watcher.slice_waits = lambda channel: None
+    watcher.kc = type("Client", (), {"shell_channel": None, "iopub_channel": None})()
+    cell = nbformat.v4.new_code_cell("1")
+    asyncio.run(watcher.async_execute_cell(cell, 0))
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    nbformat.validate(notebook)
+    assert cell.metadata["regedu"]["late_messages"] == 1
