@@ -130,16 +130,19 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_number(value, name: str, minimum: float = 0.0, strict: bool = False, hint: str = "") -> float:
+def check_number(value, name: str, minimum: float = 0.0, strict: bool = False, hint: str = "",
+                 maximum: float = math.inf) -> float:
     """Return ``value`` as ``float``: ``TypeError`` unless it is a real number (``True`` and
-    ``"0.1"`` are not), ``ValueError`` unless it is finite and ``>= minimum`` (``> minimum`` with
-    ``strict``). ``hint`` (a sentence) is added to the ``ValueError``'s message."""
+    ``"0.1"`` are not), ``ValueError`` unless it is finite, ``>= minimum`` (``> minimum`` with
+    ``strict``) and ``<= maximum``. ``hint`` (a sentence) is added to the ``ValueError``'s message."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a number, got {value!r} ({_kind(value, float)}).")
     number = float(value)
-    if not math.isfinite(number) or number < minimum or (strict and number == minimum):
+    if not math.isfinite(number) or number < minimum or (strict and number == minimum) or number > maximum:
         wanted = ("a positive number (finite, > 0)" if strict and minimum == 0
                   else f"a finite number {'>' if strict else '>='} {minimum:g}")
+        if maximum < math.inf:
+            wanted = f"a number in {'(' if strict else '['}{minimum:g}, {maximum:g}]"
         raise ValueError(f"`{name}` must be {wanted}, got {value!r}." + (f" {hint}" if hint else ""))
     return number
 
@@ -157,6 +160,46 @@ def check_range(value, name: str) -> tuple[float, float]:
     if low > high:
         raise ValueError(f"`{name}` must be (low, high) with low <= high, got {value!r}.")
     return low, high
+
+
+def check_shape(shape) -> tuple[int, ...]:
+    """``shape`` as a tuple: a spatial size of 2 (2D) or 3 (3D) integers, each at least 2."""
+    if isinstance(shape, torch.Size | list | tuple):
+        shape = tuple(shape)
+        if len(shape) in (2, 3) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 2
+                                        for n in shape):
+            return shape
+    raise ValueError(
+        f"`shape` must be the spatial size, 2 integers (H, W) for 2D or 3 (D, H, W) for 3D, "
+        f"each >= 2, got {shape!r}. For an image tensor pass image.shape[2:]."
+    )
+
+
+def check_points(points, name: str, ndim: int) -> None:
+    """Check landmarks ``(B, N, ndim)`` given as (integer or floating) voxel coordinates."""
+    check_tensor(points, name)
+    if points.dim() != 3 or points.shape[-1] != ndim or points.shape[1] == 0:
+        raise ValueError(
+            f"`{name}` must have shape (B, N, {ndim}): N >= 1 landmarks of {ndim} voxel coordinates "
+            f"each, in tensor axis order, got shape {tuple(points.shape)}. "
+            f"A single list of landmarks of shape (N, {ndim}) becomes a batch with `{name}[None]`."
+        )
+    if points.dtype == torch.bool or points.is_complex():
+        raise TypeError(f"`{name}` must hold real voxel coordinates, got dtype {points.dtype}.")
+    check_finite(points, name)
+
+
+def check_points_inside(points: torch.Tensor, name: str, spatial: Sequence[int]) -> None:
+    """Raise unless every landmark lies inside the grid: ``0 <= p_k <= n_k - 1`` on each axis."""
+    for axis, size in enumerate(spatial):
+        coordinate = points[..., axis]
+        low, high = float(coordinate.min()), float(coordinate.max())
+        if low < 0 or high > size - 1:
+            raise ValueError(
+                f"`{name}` must be voxel coordinates inside the fixed grid, 0 .. {size - 1} along "
+                f"axis {axis}, got values from {low:g} to {high:g}. Landmarks in mm must be divided "
+                f"by the spacing; landmarks in (x, y, z) order may need their last axis flipped."
+            )
 
 
 def _kind(value, wanted: type) -> str:

@@ -38,6 +38,8 @@ input gives torch's own error or a wrong answer. The conventions are docs/DESIGN
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -63,6 +65,7 @@ __all__ = [
     "crop",
     "standardise",
     "squared_correlation",
+    "sample_at_points",
 ]
 
 
@@ -335,3 +338,29 @@ def squared_correlation(mean_a: torch.Tensor, mean_b: torch.Tensor, mean_aa: tor
     var_a = (mean_aa - mean_a.square()).clamp(min=0)
     var_b = (mean_bb - mean_b.square()).clamp(min=0)
     return cov.square() / (var_a * var_b + eps)
+
+
+def sample_at_points(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of ``field`` ``(B, C, *spatial)`` at ``points`` ``(B, N, ndim)`` -> ``(B, N, C)``.
+
+    Points are voxel coordinates inside the grid. Each value is the weighted
+    sum of the ``2**ndim`` voxels around the point, the weight of a corner
+    being the product over axes of ``1 - distance`` to it: the same numbers
+    as ``warp(..., mode="bilinear")``, for scattered points instead of a grid.
+    """
+    spatial = field.shape[2:]
+    last_index = torch.tensor(spatial, device=points.device) - 1
+    lower = points.floor().long().clamp(min=0)
+    upper = torch.minimum(lower + 1, last_index)
+    fraction = points - lower.to(points.dtype)
+    strides = [math.prod(spatial[axis + 1:]) for axis in range(len(spatial))]
+    flat = field.flatten(2)  # (B, C, V): voxel (i, j[, k]) sits at i * stride_0 + j * stride_1 (+ k)
+
+    result = torch.zeros(points.shape[:2] + field.shape[1:2], device=field.device, dtype=field.dtype)
+    for corner in itertools.product((0, 1), repeat=len(spatial)):
+        index = sum((upper if up else lower)[..., axis] * strides[axis] for axis, up in enumerate(corner))
+        weight = math.prod(fraction[..., axis] if up else 1 - fraction[..., axis]
+                           for axis, up in enumerate(corner))
+        values = flat.gather(2, index.unsqueeze(1).expand(-1, field.shape[1], -1))  # (B, C, N)
+        result = result + weight.unsqueeze(-1) * values.transpose(1, 2)
+    return result

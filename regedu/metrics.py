@@ -7,7 +7,8 @@ and placed on the input's device. Lower is better for all of them except Dice.
 * overlap of label maps: :func:`dice` (1 = perfect, 0 = no overlap), averaged over labels by
   :func:`mean_dice`, after carrying the moving labels through a field by :func:`mean_dice_after_warp`;
 * boundary distance of label maps: :func:`hd95` (voxels, or mm with ``voxel_size``);
-* landmark distance: :func:`tre` (voxels, or mm with ``voxel_size``);
+* landmark distance: :func:`tre` (voxels, or mm with ``voxel_size``), one number per landmark
+  from :func:`landmark_errors`;
 * distance to a known true field (synthetic pairs): :func:`end_point_error` (voxels, or mm);
 * round trip through two fields that should be inverses: :func:`inverse_consistency` (voxels);
 * regularity of a displacement field, from its Jacobian determinant
@@ -21,7 +22,6 @@ Average such tables with ``torch.nanmean``.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from numbers import Real
@@ -30,12 +30,15 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from . import kernels
 from .checks import (
     check_batch,
     check_choice,
     check_disp,
     check_finite,
     check_image,
+    check_points,
+    check_points_inside,
     check_same_shape,
     check_tensor,
 )
@@ -43,8 +46,8 @@ from .deprecation import renamed_keyword
 from .warps import compose, jacobian_det, warp_labels
 
 __all__ = ["dice", "mean_dice", "mean_dice_after_warp",
-           "folding_fraction", "sdlogj", "min_jacobian", "hd95", "tre", "end_point_error",
-           "inverse_consistency"]
+           "folding_fraction", "sdlogj", "min_jacobian", "hd95", "tre", "landmark_errors",
+           "end_point_error", "inverse_consistency"]
 
 _SDLOGJ_CONVENTIONS = ("clip", "learn2reg")
 _LEARN2REG_CROP = 2  # voxels dropped at each border by the Learn2Reg evaluation
@@ -135,31 +138,7 @@ def _check_voxel_size(voxel_size, ndim: int) -> tuple[float, ...]:
     return values
 
 
-def _check_points(points, name: str, ndim: int) -> None:
-    """Check landmarks ``(B, N, ndim)`` given as (integer or floating) voxel coordinates."""
-    check_tensor(points, name)
-    if points.dim() != 3 or points.shape[-1] != ndim or points.shape[1] == 0:
-        raise ValueError(
-            f"`{name}` must have shape (B, N, {ndim}): N >= 1 landmarks of {ndim} voxel coordinates "
-            f"each, in tensor axis order, got shape {tuple(points.shape)}. "
-            f"A single list of landmarks of shape (N, {ndim}) becomes a batch with `{name}[None]`."
-        )
-    if points.dtype == torch.bool or points.is_complex():
-        raise TypeError(f"`{name}` must hold real voxel coordinates, got dtype {points.dtype}.")
-    check_finite(points, name)
-
-
-def _check_inside(points: torch.Tensor, name: str, spatial: Sequence[int]) -> None:
-    """Raise unless every landmark lies inside the grid: ``0 <= p_k <= n_k - 1`` on each axis."""
-    for axis, size in enumerate(spatial):
-        coordinate = points[..., axis]
-        low, high = float(coordinate.min()), float(coordinate.max())
-        if low < 0 or high > size - 1:
-            raise ValueError(
-                f"`{name}` must be voxel coordinates inside the fixed grid, 0 .. {size - 1} along "
-                f"axis {axis}, got values from {low:g} to {high:g}. Landmarks in mm must be divided "
-                f"by the spacing; landmarks in (x, y, z) order may need their last axis flipped."
-            )
+_check_points, _check_inside = check_points, check_points_inside  # their old private names here
 
 
 # ---------------------------------------------------------------------------
@@ -417,14 +396,29 @@ def tre(points_fixed: torch.Tensor, points_moving: torch.Tensor, disp: torch.Ten
         points_fixed: ``(B, N, ndim)`` voxel coordinates on the fixed grid, in
             tensor axis order; they must lie inside the grid.
         points_moving: ``(B, N, ndim)`` the corresponding voxel coordinates in the
-            moving image (same grid size as the fixed one).
+            moving image (same grid size as the fixed one). On a synthetic pair whose true
+            field is known, ``regedu.data.map_landmarks(points_fixed, true_disp)``; landmarks
+            to start from: ``regedu.data.landmarks(fixed_labels)``.
         disp: ``(B, ndim, *spatial)`` displacement in voxels.
         voxel_size: voxel size in mm per axis (or one number); ``None`` gives voxels.
         A batch of 1 in any argument is shared by every item.
 
     Returns:
         ``(B,)`` mean error over the N landmarks, in ``disp``'s dtype and device;
-        >= 0, lower is better.
+        >= 0, lower is better. :func:`landmark_errors` gives the error of each landmark.
+    """
+    voxel_size = renamed_keyword(voxel_size, spacing, "voxel_size", "spacing")
+    return landmark_errors(points_fixed, points_moving, disp, voxel_size).mean(dim=1)
+
+
+@torch.no_grad()
+def landmark_errors(points_fixed: torch.Tensor, points_moving: torch.Tensor, disp: torch.Tensor,
+                    voxel_size=None) -> torch.Tensor:
+    """The error of each landmark, shape ``(B, N)``: :func:`tre` before the mean over landmarks.
+
+    ``|x + disp(x) - y|`` for each fixed landmark ``x`` and its moving landmark ``y``, in voxels
+    (mm with ``voxel_size``); the arguments are :func:`tre`'s. A mean hides a landmark that is far
+    off: look at the largest one too, ``landmark_errors(...).amax(dim=1)``.
     """
     ndim = _check_field(disp)
     _check_points(points_fixed, "points_fixed", ndim)
@@ -438,40 +432,16 @@ def tre(points_fixed: torch.Tensor, points_moving: torch.Tensor, disp: torch.Ten
                 check_batch(points_moving, disp, "points_moving", "disp"),
                 check_batch(points_fixed, points_moving, "points_fixed", "points_moving"))
     _check_inside(points_fixed, "points_fixed", disp.shape[2:])
-    voxel_size = renamed_keyword(voxel_size, spacing, "voxel_size", "spacing")
     mm_per_voxel = torch.tensor(_check_voxel_size(voxel_size, ndim), device=disp.device, dtype=disp.dtype)
 
     fixed = points_fixed.to(disp.device, disp.dtype).expand(batch, -1, -1)
     moving = points_moving.to(disp.device, disp.dtype).expand(batch, -1, -1)
     field = disp.expand(batch, *disp.shape[1:])
     mapped = fixed + _sample_at_points(field, fixed)
-    return ((mapped - moving) * mm_per_voxel).norm(dim=-1).mean(dim=1)
+    return ((mapped - moving) * mm_per_voxel).norm(dim=-1)
 
 
-def _sample_at_points(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation of ``field`` ``(B, C, *spatial)`` at ``points`` ``(B, N, ndim)`` -> ``(B, N, C)``.
-
-    Points are voxel coordinates inside the grid. Each value is the weighted
-    sum of the ``2**ndim`` voxels around the point, the weight of a corner
-    being the product over axes of ``1 - distance`` to it: the same numbers
-    as ``warp(..., mode="bilinear")``, for scattered points instead of a grid.
-    """
-    spatial = field.shape[2:]
-    last_index = torch.tensor(spatial, device=points.device) - 1
-    lower = points.floor().long().clamp(min=0)
-    upper = torch.minimum(lower + 1, last_index)
-    fraction = points - lower.to(points.dtype)
-    strides = [math.prod(spatial[axis + 1:]) for axis in range(len(spatial))]
-    flat = field.flatten(2)  # (B, C, V): voxel (i, j[, k]) sits at i * stride_0 + j * stride_1 (+ k)
-
-    result = torch.zeros(points.shape[:2] + field.shape[1:2], device=field.device, dtype=field.dtype)
-    for corner in itertools.product((0, 1), repeat=len(spatial)):
-        index = sum((upper if up else lower)[..., axis] * strides[axis] for axis, up in enumerate(corner))
-        weight = math.prod(fraction[..., axis] if up else 1 - fraction[..., axis]
-                           for axis, up in enumerate(corner))
-        values = flat.gather(2, index.unsqueeze(1).expand(-1, field.shape[1], -1))  # (B, C, N)
-        result = result + weight.unsqueeze(-1) * values.transpose(1, 2)
-    return result
+_sample_at_points = kernels.sample_at_points  # its old private name here
 
 
 @torch.no_grad()

@@ -384,7 +384,7 @@ def test_bad_images_raise_clear_errors(function):
     ({"iterations": 0}, "iterations"),
     ({"iterations": -5}, "iterations"),
     ({"iterations": 2.5}, "iterations"),
-    ({"iterations": [10, 10]}, r"one int or a list of 3 ints \(one per pyramid level"),
+    ({"levels": 3, "iterations": [10, 10]}, r"one int or a list of 3 ints \(one per pyramid level"),
     ({"iterations": [0, 0, 0]}, "at least one iteration"),
     ({"levels": 0}, "levels"),
     ({"levels": 5, "iterations": 10}, "fewer levels"),

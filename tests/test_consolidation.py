@@ -345,7 +345,6 @@ ALLOWED_PRIVATE_IMPORTS = {
     ("regedu.models.affine", "regedu.models.unet._check_features"),
     ("regedu.models.pyramid", "regedu.models.unet._check_ndim"),
     ("regedu.models.voxelmorph", "regedu.models.unet._check_ndim"),
-    ("regedu.widgets", "regedu.viz._check_number"),
     ("regedu.data.datasets", "regedu.data.synthetic._check_shape"),
     ("regedu.data.datasets", "regedu.data.synthetic._check_template"),
     ("regedu.data.varied", "regedu.data.datasets._check_index"),
@@ -354,8 +353,6 @@ ALLOWED_PRIVATE_IMPORTS = {
     ("regedu.data.datasets", "regedu.data.synthetic._rand"),
     ("regedu.data.varied", "regedu.data.synthetic._rand"),
     ("regedu.data.varied", "regedu.data.datasets._without_batch"),
-    # the CLI (item 7, owner of regedu/cli): a public header check in regedu.data.io
-    ("regedu.cli.register", "regedu.data.io._check_itk_plane"),
 }
 
 PACKAGE = Path(regedu.__file__).parent

@@ -13,24 +13,29 @@ DESIGN = ROOT / "docs" / "DESIGN.md"
 
 
 def _layout() -> dict[str, set[str]]:
-    """The ``.py`` names the layout block lists, by folder of ``regedu/`` (``""`` for its top): a line
-    indented by 2 under ``regedu/`` is a module or a subpackage, one indented by 4 a module of the
-    subpackage above; the names are what comes before the description (two or more spaces)."""
+    """The ``.py`` names the layout block lists, by folder of ``regedu/`` (``""`` for its top,
+    ``"data/io"`` for a subpackage of a subpackage): a line indented by 2 under ``regedu/`` is a module
+    or a subpackage (a name ending in ``/``), one indented by 2 more a module or a subpackage of the
+    subpackage above; deeper indents are descriptions that go on. The names are what comes before the
+    description (two or more spaces)."""
     block = DESIGN.read_text().split("## Layout", 1)[1].split("```")[1]
     listed: dict[str, set[str]] = {}
-    folder, inside = "", False
+    folders: list[str] = []  # the subpackages the current line sits in
+    inside = False
     for line in block.splitlines():
         if not line.strip():
             continue
         indent = len(line) - len(line.lstrip())
         names = re.split(r"\s{2,}", line.strip())[0]
+        depth = indent // 2  # 1: in regedu/ itself
         if indent == 0:
-            inside, folder = names == "regedu/", ""
-        elif inside and indent == 2:
-            folder = names.rstrip("/") if names.endswith("/") else ""
-            listed.setdefault(folder, set()).update(re.findall(r"\w+\.py", names))
-        elif inside and indent == 4 and folder:
-            listed[folder].update(re.findall(r"\w+\.py", names))
+            inside, folders = names == "regedu/", []
+        elif inside and indent % 2 == 0 and 1 <= depth <= len(folders) + 1:
+            folders = folders[: depth - 1]
+            listed.setdefault("/".join(folders), set()).update(re.findall(r"\w+\.py", names))
+            if names.endswith("/"):
+                folders.append(names.rstrip("/"))
+                listed.setdefault("/".join(folders), set())
     return listed
 
 

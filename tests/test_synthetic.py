@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from regedu import warps
+from regedu.data import shapes
 from regedu.data import synthetic as S
 
 SHAPES = {2: (40, 48), 3: (20, 24, 22)}
@@ -205,7 +206,7 @@ def test_synth_subject_default_brain_slice():
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_synth_subject_custom_template(shape, device):
-    template = S.disk(shape) * 0.8 + S.square(shape, min(shape) / 3) * 0.2
+    template = shapes.disk(shape) * 0.8 + shapes.square(shape, min(shape) / 3) * 0.2
     labels = (template * 10).round().long()
     subject = S.synth_subject(template, labels, batch=2, magnitude=2.0, smoothness=8.0, seed=4, device=device)
     assert subject.image.device.type == subject.disp.device.type == subject.labels.device.type == device
@@ -278,14 +279,15 @@ def test_synth_image_rejects_bad_labels():
 
 
 def test_disk_and_ball_volume():
-    assert float(S.disk((101, 101), radius=20).sum()) == pytest.approx(math.pi * 20**2, rel=0.01)
-    assert float(S.disk((41, 41, 41), radius=12).sum()) == pytest.approx(4 / 3 * math.pi * 12**3, rel=0.02)
+    assert float(shapes.disk((101, 101), radius=20).sum()) == pytest.approx(math.pi * 20**2, rel=0.01)
+    ball = float(shapes.disk((41, 41, 41), radius=12).sum())
+    assert ball == pytest.approx(4 / 3 * math.pi * 12**3, rel=0.02)
 
 
 def test_square_and_cube(shape):
     ndim = len(shape)
     centre = [n // 2 for n in shape]
-    cube = S.square(shape, half_width=3, centre=centre)
+    cube = shapes.square(shape, half_width=3, centre=centre)
     assert cube.shape == (1, 1, *shape) and cube.dtype == torch.float32
     assert float(cube.sum()) == 7**ndim
     assert float(cube[(0, 0, *centre)]) == 1
@@ -294,10 +296,10 @@ def test_square_and_cube(shape):
 def test_letters(shape):
     ndim = len(shape)
     radius, thickness = min(shape) * 0.4, 3.0
-    o = S.letter_o(shape, radius, thickness)
-    c = S.letter_c(shape, radius, thickness, gap=4.0)
-    inner = S.disk(shape, radius - thickness)
-    assert torch.equal(o, S.disk(shape, radius) - inner)
+    o = shapes.letter_o(shape, radius, thickness)
+    c = shapes.letter_c(shape, radius, thickness, gap=4.0)
+    inner = shapes.disk(shape, radius - thickness)
+    assert torch.equal(o, shapes.disk(shape, radius) - inner)
     assert bool((c <= o).all()) and float(c.sum()) < float(o.sum())
     centre = [(n - 1) / 2 for n in shape]
     in_slot = [round(centre[0]), round(centre[1] + radius - 1)] + [round(x) for x in centre[2:]]
@@ -308,11 +310,11 @@ def test_letters(shape):
 
 
 def test_large_deformation_pairs():
-    pair = S.large_deformation_pair((64, 64), kind="c_to_o")
+    pair = shapes.large_deformation_pair((64, 64), kind="c_to_o")
     assert set(pair) == {"moving", "fixed", "moving_labels", "fixed_labels"}
     assert pair["moving"].shape == (1, 1, 64, 64) and pair["moving_labels"].dtype == torch.int64
     assert float(pair["moving"].sum()) < float(pair["fixed"].sum())
-    warped = S.large_deformation_pair((64, 64), kind="large_warp", magnitude=12.0, seed=0)
+    warped = shapes.large_deformation_pair((64, 64), kind="large_warp", magnitude=12.0, seed=0)
     disp = warped["disp"]
     centre = disp[0, :, 31:33, 31:33].mean(dim=(1, 2))  # the image centre is at (31.5, 31.5)
     assert float(centre.norm()) == pytest.approx(12.0, abs=0.3)  # the requested magnitude, > 10 voxels
@@ -321,11 +323,11 @@ def test_large_deformation_pairs():
     assert torch.equal(warped["fixed_labels"], warps.warp_labels(warped["moving_labels"], disp))
     overlap = float((warped["moving"] * warped["fixed"]).sum() / warped["moving"].sum())
     assert overlap < 0.4  # moved further than its radius 10.7 (two such disks 12 apart overlap 33 %)
-    three_d = S.large_deformation_pair((32, 32, 32), kind="large_warp", magnitude=6, seed=1)
+    three_d = shapes.large_deformation_pair((32, 32, 32), kind="large_warp", magnitude=6, seed=1)
     assert three_d["disp"].shape == (1, 3, 32, 32, 32)
     centre = three_d["disp"][0, :, 15:17, 15:17, 15:17].mean(dim=(1, 2, 3))
     assert float(centre.norm()) == pytest.approx(6.0, abs=0.3)
-    other = S.large_deformation_pair((32, 32, 32), kind="large_warp", magnitude=6, seed=2)
+    other = shapes.large_deformation_pair((32, 32, 32), kind="large_warp", magnitude=6, seed=2)
     assert not torch.allclose(other["disp"], three_d["disp"])  # the seed picks the direction
 
 
@@ -344,6 +346,14 @@ def test_errors_say_what_was_expected():
     with pytest.raises(TypeError, match="seed"):
         S.random_affine((16, 16), seed="0")
     with pytest.raises(ValueError, match="kind"):
-        S.large_deformation_pair(kind="spiral")
+        shapes.large_deformation_pair(kind="spiral")
     with pytest.raises(TypeError, match="dtype"):
         S.random_disp((16, 16), dtype=torch.int32)
+
+
+def test_the_toy_shapes_old_home_still_offers_them():
+    from regedu.data.synthetic import disk, large_deformation_pair
+
+    assert disk is shapes.disk and large_deformation_pair is shapes.large_deformation_pair
+    with pytest.raises(AttributeError, match="no attribute"):
+        S.no_such_shape  # noqa: B018

@@ -20,6 +20,7 @@ from matplotlib.quiver import Quiver
 
 from regedu import metrics, viz, warps
 from regedu.data import brain_slice
+from regedu.viz import plots  # LiveLossPlot's home: its notebook hooks are patched there
 
 SHAPES = {2: (13, 17), 3: (9, 11, 12)}
 
@@ -517,8 +518,8 @@ def test_live_loss_plot_records_without_showing_outside_jupyter():
 def test_live_loss_plot_updates_in_place_and_throttles(monkeypatch):
     handle = FakeHandle()
     shown = []
-    monkeypatch.setattr(viz, "_in_notebook", lambda: True)
-    monkeypatch.setattr(viz, "_display_handle", lambda fig: shown.append(fig) or handle)
+    monkeypatch.setattr(plots, "_in_notebook", lambda: True)
+    monkeypatch.setattr(plots, "_display_handle", lambda fig: shown.append(fig) or handle)
     live = viz.LiveLossPlot(min_interval=0.0)
     for step in range(4):
         live(step, 1.0 / (step + 1))
@@ -536,15 +537,15 @@ def test_live_loss_plot_updates_in_place_and_throttles(monkeypatch):
 def test_live_loss_plot_waits_longer_when_drawing_is_slow(monkeypatch):
     """A redraw slower than ``min_interval`` (a busy machine) must not make every call redraw."""
     handle = FakeHandle()
-    monkeypatch.setattr(viz, "_in_notebook", lambda: True)
-    monkeypatch.setattr(viz, "_display_handle", lambda fig: handle)
-    draw = viz._draw_losses
+    monkeypatch.setattr(plots, "_in_notebook", lambda: True)
+    monkeypatch.setattr(plots, "_display_handle", lambda fig: handle)
+    draw = plots._draw_losses
 
     def slow_draw(*args):
         time.sleep(0.1)
         draw(*args)
 
-    monkeypatch.setattr(viz, "_draw_losses", slow_draw)
+    monkeypatch.setattr(plots, "_draw_losses", slow_draw)
     live = viz.LiveLossPlot(min_interval=0.01)
     for step in range(10):
         live(step, 1.0 / (step + 1))

@@ -11,7 +11,8 @@ nb.markdown("""
     *landscape* over shifts looks like (with a slider); affine registration by gradient descent, watching the
     loss fall live; dense deformable registration and what the regularisation weight does (with a slider);
     two other classics, demons and B-splines; why registration runs coarse to fine (multi-resolution); and
-    how to judge a result: Dice overlap of labels, checkerboard, difference image and Jacobian map.
+    how to judge a result: Dice overlap and HD95 of labels, target registration error (TRE) of landmarks,
+    checkerboard, difference image and Jacobian map, and why Dice and TRE can disagree.
 
     *Classical* means: no training. For each pair of images, an optimiser searches for the transform that
     makes `warp(moving, disp)` look like `fixed`. Every method here is one call of
@@ -59,6 +60,53 @@ nb.code("""
     moving_labels, fixed_labels = moving_labels_all[:1], fixed_labels_all[:1]
     print("one pair:", tuple(moving.shape), "labels:", moving_labels.unique().tolist())
 """, expect="one pair: (1, 1, 96, 112) labels: [0, 1, 2, 3]\n")
+
+nb.markdown("""
+    Labels measure overlap. A second yardstick measures *correspondence*: **landmarks**, points that can be
+    found in both images (in a real study an expert clicks them: the tip of a ventricle, a point where two
+    sulci meet). The **target registration error** (TRE) of a landmark `x` of the fixed image is the distance
+    between where the registration says it is in the moving image, `x + disp(x)`, and where it really is.
+
+    On these synthetic pairs the true field is known (it made the fixed subject from the moving one), so
+    every point has a known true position. `data.landmarks(fixed_labels, count, where="junctions")` picks
+    well-spread points where three or more labels meet (tissue corners, the kind of point an expert could
+    find again), and `data.map_landmarks(points, true_disp)` carries them through the true field.
+""")
+
+nb.code("""
+    LANDMARKS = 20  # per pair
+    true_disp_all = batch["disp"]  # the true field of each pair (fixed -> moving, in voxels)
+    points_all = data.landmarks(fixed_labels_all, LANDMARKS, seed=0, where="junctions")  # (PAIRS, 20, 2)
+    true_points_all = data.map_landmarks(points_all, true_disp_all)  # their true places in the moving image
+    tre_true = metrics.tre(points_all, true_points_all, true_disp_all)  # (PAIRS,) in voxels
+    tre_before = metrics.tre(points_all, true_points_all, torch.zeros_like(true_disp_all))  # no registration
+    print(f"TRE of the true field: {float(tre_true.max()):.1f} voxels; before registration: "
+          f"{float(tre_before.mean()):.2f} voxels (mean of {PAIRS} pairs)")
+
+
+    def draw_landmarks(ax, points, style, label):
+        \"\"\"Mark ``points`` ``(N, 2)`` on a panel drawn with orientation=True, whose data coordinates are
+        voxel indices: axis 0 (x) runs along the screen's horizontal, axis 1 (y) along its vertical.\"\"\"
+        xy = points.detach().cpu()
+        ax.plot(xy[:, 0], xy[:, 1], style, markersize=6, markeredgewidth=1.5, label=label)
+
+
+    fig, axes = viz.new_figure(1, 2, width=2 * 3.8)
+    viz.show_image(fixed, ax=axes[0, 0], orientation=True, title="fixed: landmarks")
+    draw_landmarks(axes[0, 0], points_all[0], "c+", "landmark")
+    viz.show_image(moving, ax=axes[0, 1], orientation=True, title="moving: true positions")
+    draw_landmarks(axes[0, 1], true_points_all[0], "go", "true position")
+    for ax in axes[0]:
+        ax.legend(loc="lower right", fontsize="x-small")
+    fig
+""")
+
+nb.markdown("""
+    What to look for: each cross on the fixed image has its green dot on the moving image, on the same
+    tissue corner: the dots are the crosses moved and bent by the true field. The TRE of the true field is
+    0 by construction: it is what a perfect registration scores, and the TRE before registration is what
+    doing nothing scores.
+""")
 
 nb.code("""
     dice_before = metrics.dice(moving_labels_all, fixed_labels_all)  # (pairs, 3 labels)
@@ -159,8 +207,10 @@ nb.code("""
                              moving_labels=moving_labels_all, callback=live, progress=False)
     live.finish()
     dice_affine = metrics.dice(affine.warped_labels, fixed_labels_all)
+    tre_affine = metrics.tre(points_all, true_points_all, affine.disp)
     print(f"{PAIRS} pairs in {affine.seconds:.1f} s; mean Dice {float(dice_before.nanmean()):.3f} -> "
-          f"{float(dice_affine.nanmean()):.3f}")
+          f"{float(dice_affine.nanmean()):.3f}; mean TRE {float(tre_before.mean()):.2f} -> "
+          f"{float(tre_affine.mean()):.2f} voxels")
 """)
 
 nb.markdown("""
@@ -194,6 +244,7 @@ nb.markdown("""
 
 nb.code("""
     WEIGHTS = (0.0, 0.1, 1.0, 10.0)
+    points, true_points = points_all[:1], true_points_all[:1]  # the first pair's landmarks
     results, table = {}, []
     for weight in WEIGHTS:
         result = regedu.register(moving, fixed, method="dense", affine=affine.affine[:1], weight=weight,
@@ -201,9 +252,10 @@ nb.code("""
         results[weight] = (result.warped, result.disp)
         dice_w = float(metrics.dice(result.warped_labels, fixed_labels).nanmean())
         folding_w = float(metrics.folding_fraction(result.disp))
-        table.append((weight, dice_w, folding_w))
-        print(f"weight {weight:5.1f}: mean Dice {dice_w:.3f}, folding {100 * folding_w:5.2f}% of voxels, "
-              f"SDlogJ {float(metrics.sdlogj(result.disp)):.3f}")
+        tre_w = float(metrics.tre(points, true_points, result.disp))
+        table.append((weight, dice_w, folding_w, tre_w))
+        print(f"weight {weight:5.1f}: mean Dice {dice_w:.3f}, TRE {tre_w:.2f} voxels, folding "
+              f"{100 * folding_w:5.2f}% of voxels, SDlogJ {float(metrics.sdlogj(result.disp)):.3f}")
 """)
 
 nb.markdown("""
@@ -211,6 +263,8 @@ nb.markdown("""
     grid is crumpled and the Jacobian map has yellow (folded) spots: tissue was torn and flipped, which no
     real anatomy does. At `w = 10` the field is so stiff it barely bends, and the difference image keeps its
     edges. Between them, a weight gives the best Dice *and* a smooth field: the numbers above show which.
+    The landmarks agree: at `w = 0` their TRE is the largest of the four weights. A field that tears and
+    folds to match intensities voxel by voxel carries points to the wrong places.
 """)
 
 nb.code("""
@@ -245,6 +299,9 @@ nb.markdown("""
 
 nb.code("""
     compared = {"before": dice_before, "affine": dice_affine}
+    hd95s = {"before": metrics.hd95(moving_labels_all, fixed_labels_all),
+             "affine": metrics.hd95(affine.warped_labels, fixed_labels_all)}  # (PAIRS, 3 labels), voxels
+    tres = {"before": tre_before, "affine": tre_affine}  # (PAIRS,), voxels
     folding, seconds, final = {}, {}, {}
     runs = {
         "dense (w = 1)": dict(method="dense", affine=affine.affine, weight=1.0, iterations=ITERATIONS),
@@ -256,19 +313,24 @@ nb.code("""
         result = regedu.register(moving_all, fixed_all, moving_labels=moving_labels_all, progress=False,
                                  **options)
         compared[name] = metrics.dice(result.warped_labels, fixed_labels_all)
+        hd95s[name] = metrics.hd95(result.warped_labels, fixed_labels_all)
+        tres[name] = metrics.tre(points_all, true_points_all, result.disp)
         folding[name] = float(metrics.folding_fraction(result.disp).mean())
         seconds[name] = result.seconds
         final[name] = result
     for name, table_dice in compared.items():
         extra = f", folding {100 * folding[name]:.2f}%, {seconds[name]:.1f} s" if name in folding else ""
-        print(f"{name:>26}: mean Dice {float(table_dice.nanmean()):.3f}{extra}")
+        print(f"{name:>30}: mean Dice {float(table_dice.nanmean()):.3f}, HD95 "
+              f"{float(hd95s[name].nanmean()):.2f}, TRE {float(tres[name].mean()):.2f} voxels{extra}")
     viz.dice_per_label(compared, names=data.TISSUE_NAMES, title=f"Dice per tissue, mean of {PAIRS} pairs")
 """)
 
 nb.markdown("""
-    What to look for: every deformable method beats the affine, which beats doing nothing; the bars show
-    which tissue is hardest (the thin, convoluted grey matter ribbon and CSF). The times are for the whole
-    batch on this machine.
+    What to look for: every deformable method beats the affine, which beats doing nothing, on all three
+    measures: Dice (higher is better), HD95 (the 95th percentile of the distances between the warped and
+    the fixed label borders, in voxels, lower is better) and TRE (lower is better). The bars show which
+    tissue is hardest (the thin, convoluted grey matter ribbon and CSF). The times are for the whole batch
+    on this machine.
 
     The folding column is a measurement on these pairs, not a property of the methods. How far did the
     default pipeline's control points move, in control spacings, against the 0.40 bound? And what does a
@@ -339,6 +401,9 @@ nb.markdown("""
     at several things:
 
     - **Dice** of labels that the method never saw: overlap, 1 is perfect;
+    - **HD95** of the same labels: how far the borders still lie apart (the worst 5% of border points left
+      out, so that one stray voxel does not decide it);
+    - **TRE** of landmarks: whether points went where they belong (section 8: not the same question);
     - a **checkerboard** of fixed and warped: edges should continue across the squares;
     - the **difference image**: paler is better (up to the intensity changes between subjects);
     - the **Jacobian map**: no yellow (folds), and no extreme blue or red (implausible shrinking or growth).
@@ -362,6 +427,81 @@ nb.markdown("""
     borders before and run through them after. In the summary, the warped labels (outlines) fit the fixed
     image, the difference "after" has lost most of its structure, the grid bends smoothly, and the
     Jacobian map has no yellow.
+
+    ## 8. When Dice and TRE disagree
+
+    Dice asks one question: do the warped labels cover the fixed ones? It never asks *which part* of a
+    label went where. The classic case it cannot see is a left-right flip, what a header read with the
+    wrong orientation does to an image (notebook 07: nothing in the pixels tells). At the level of three
+    tissue classes the two hemispheres look much alike, so a flipped brain can still be warped to cover
+    the fixed one, each landmark of one hemisphere matched to a point of the other.
+
+    Below, the moving images (and their labels) are flipped left-right, `torch.flip` along axis 0, which
+    runs from the patient's left to right (96 voxels), and the default pipeline registers them to the same
+    fixed images. The true positions are still known: the flip sends a moving point `(x, y)` to
+    `(95 − x, y)`, so the landmarks' true positions in the flipped images are their true positions, flipped.
+
+    **Predict before you run the cell:** will the flipped pairs' Dice after registration be nearer to that
+    of no registration or to that of the correct registration? And their TRE: a fraction of a voxel (like
+    the correct registration), a few voxels (like no registration), or more?
+""")
+
+nb.code("""
+    def flip_left_right(x):
+        \"\"\"Flip images or label maps (B, C, x, y) along axis 0, the left-right axis.\"\"\"
+        return torch.flip(x, dims=[2])
+
+
+    width = moving_all.shape[2]
+    true_points_flipped = true_points_all.clone()
+    true_points_flipped[..., 0] = (width - 1) - true_points_flipped[..., 0]
+    flipped = regedu.register(flip_left_right(moving_all), fixed_all, iterations=ITERATIONS,
+                              affine_options=dict(iterations=AFFINE_ITERATIONS),
+                              moving_labels=flip_left_right(moving_labels_all), progress=False)
+    pipeline = "default (affine+bspline+dense)"
+    scores = {
+        "no registration": (compared["before"], hd95s["before"], tres["before"]),
+        "default pipeline": (compared[pipeline], hd95s[pipeline], tres[pipeline]),
+        "default, moving flipped": (metrics.dice(flipped.warped_labels, fixed_labels_all),
+                                    metrics.hd95(flipped.warped_labels, fixed_labels_all),
+                                    metrics.tre(points_all, true_points_flipped, flipped.disp)),
+    }
+    print(f"{'':>24}{'Dice':>8}{'HD95':>8}{'TRE':>8}   (means of {PAIRS} pairs; HD95 and TRE in voxels)")
+    for name, (dice_s, hd95_s, tre_s) in scores.items():
+        print(f"{name:>24}{float(dice_s.nanmean()):8.3f}{float(hd95_s.nanmean()):8.2f}{float(tre_s.mean()):8.2f}")
+""")
+
+nb.code("""
+    best_points = data.map_landmarks(points_all[:1], best.disp[:1])  # where the registration puts them
+    flipped_points = data.map_landmarks(points_all[:1], flipped.disp[:1])  # and the flipped pair's
+    fig, axes = viz.new_figure(1, 2, width=2 * 3.8)
+    panels = [(moving, true_points_all, best_points, "moving: correct registration"),
+              (flip_left_right(moving), true_points_flipped, flipped_points, "moving flipped left-right")]
+    for ax, (image, truth, placed, title) in zip(axes[0], panels):
+        viz.show_image(image, ax=ax, orientation=True, title=title)
+        for start, end in zip(truth[0].cpu(), placed[0].cpu()):
+            ax.plot([start[0], end[0]], [start[1], end[1]], "y-", linewidth=0.8)
+        draw_landmarks(ax, truth[0], "go", "true position")
+        draw_landmarks(ax, placed[0], "rx", "registration")
+        ax.legend(loc="lower right", fontsize="x-small")
+    fig
+""")
+
+nb.markdown("""
+    What to look for: by Dice (and HD95) the flipped registration looks like a success, far better than no
+    registration; by TRE it is a disaster, many times worse than no registration at all. In the figure,
+    the correct registration puts each landmark (red cross) on its true position (green dot); after the
+    flip, the yellow lines run across the brain, from a landmark's true position to about its mirror
+    image: each landmark is matched to its counterpart in the other hemisphere, and the farther it lies
+    from the midline, the farther off it lands. Dice is not wrong: the warped labels do cover the fixed
+    ones. It answers a different question.
+
+    So report both kinds of measure. Overlap of labels (Dice, HD95) says whether structures cover each
+    other; TRE says whether points went where they belong, and only there: landmarks are few, so an error
+    between them goes unseen. Where the correspondence matters (following a tumour between scans, fusing
+    images for surgery) landmarks decide, which is why lung CT benchmarks such as DIR-Lab's 4D CT and
+    Learn2Reg's lung tasks score registrations by the TRE of expert landmarks. Symmetry, a flip, or tissue
+    sliding along a border that a label does not mark, all keep Dice high and move the points.
 
     ## Exercises
 """)
@@ -427,19 +567,29 @@ nb.markdown("""
 
 nb.code("""
     mean = {name: float(values.nanmean()) for name, values in compared.items()}
-    by_weight = {weight: (dice_w, folding_w) for weight, dice_w, folding_w in table}
+    mean_tre = {name: float(values.mean()) for name, values in tres.items()}
+    by_weight = {weight: (dice_w, folding_w) for weight, dice_w, folding_w, _ in table}
+    tre_by_weight = {weight: tre_w for weight, _, _, tre_w in table}
     assert found["same", "mse"] and found["inverted", "mi"] and not found["inverted", "mse"], \\
         "MSE needs the same contrast; MI does not"
     assert mean["affine"] > mean["before"] + 0.1, "affine registration improves the overlap"
-    assert mean["default (affine+bspline+dense)"] > mean["affine"] + 0.05, \
+    assert mean["default (affine+bspline+dense)"] > mean["affine"] + 0.05, \\
         "deformable beats affine registration"
     assert by_weight[0.0][1] > 0.01 and by_weight[1.0][1] < 0.001, "without regularisation the field folds"
     assert by_weight[1.0][0] > by_weight[0.0][0], "regularisation improves the overlap of unseen labels"
     # observed on these pairs, not guaranteed: nothing bounds a B-spline's control points (section 5)
-    assert folding["default (affine+bspline+dense)"] == 0, \
+    assert folding["default (affine+bspline+dense)"] == 0, \\
         "the default pipeline folded on these pairs (it can: section 5)"
     assert smallest_det[0.4] > 0 >= smallest_det[3.0], "a control point moved far folds a B-spline field"
     assert dice_pyramid > dice_single + 0.05, "coarse to fine beats a single level"
+    mean_hd95 = {name: float(values.nanmean()) for name, values in hd95s.items()}
+    for name in runs:  # section 5: every deformable method beats the affine, which beats nothing
+        assert mean_tre[name] < mean_tre["affine"] < mean_tre["before"], f"{name}: TRE agrees with Dice"
+        assert mean_hd95[name] < mean_hd95["affine"] < mean_hd95["before"], f"{name}: HD95 agrees with Dice"
+    assert max(tre_by_weight, key=tre_by_weight.get) == 0.0, "the torn field (w = 0) misplaces landmarks most"
+    flipped_dice, _, flipped_tre = (float(values.nanmean()) for values in scores["default, moving flipped"])
+    assert flipped_dice > mean["before"] + 0.15, "after the flip, Dice says the registration helped"
+    assert flipped_tre > 3 * mean_tre["before"], "after the flip, TRE says it made the match much worse"
     print("all checks passed")
 """)
 

@@ -11,8 +11,8 @@ nb.markdown("""
     fields come from (synthetic subjects); three losses for the same network: **supervised** (end-point error
     against the true field), **unsupervised** (image similarity + smoothness, as in notebook 03) and
     **label-supervised** (Dice of warped label maps + smoothness); how to compare them fairly on the same
-    held-out pairs with four measures (Dice, HD95, end-point error, folding); and what each loss makes its
-    network good and bad at.
+    held-out pairs with five measures (Dice, HD95, end-point error, target registration error of landmarks,
+    folding); and what each loss makes its network good and bad at.
 
     You will watch the three losses start to train here, for half a minute each. The comparison itself uses
     three networks that ship with regedu, trained the same way for 4000 steps: the same network (VoxelMorph,
@@ -174,9 +174,18 @@ nb.markdown("""
     Each registers the held-out pairs, and we measure what a registration is judged by: **Dice** of the
     warped tissue labels (overlap, higher is better), **HD95** (how far the warped label borders lie from the
     fixed ones: the 95th percentile of the distances, voxels, lower is better), **end-point error** in the
-    brain (voxels, lower is better), **folding** (share of voxels where the Jacobian determinant is <= 0) and
-    the **smallest det J** (below 0: the field folds; near 1: it barely changes areas). "No registration"
-    (the zero field) and the true field frame the table.
+    brain (voxels, lower is better), **TRE**, the target registration error of landmarks (below, voxels,
+    lower is better), **folding** (share of voxels where the Jacobian determinant is <= 0) and the
+    **smallest det J** (below 0: the field folds; near 1: it barely changes areas). "No registration" (the
+    zero field) and the true field frame the table.
+
+    The landmarks are 20 points per pair where three or more labels meet (tissue corners, the kind of point
+    an expert could click in both images), spread over the fixed brain by `data.landmarks(fixed_labels, 20,
+    where="junctions")`; the true field gives their true positions in the moving image
+    (`data.map_landmarks(points, true_disp)`), and `metrics.tre(points, true_points, disp)` is the mean
+    distance from there to where a field puts them. On a synthetic pair, TRE is the end-point error at a few
+    chosen points. On real scans it is the one of the two that can be measured: an expert can click
+    landmarks in both images, never a whole true field.
 """)
 
 nb.code("""
@@ -184,14 +193,21 @@ nb.code("""
                "label-supervised": "voxelmorph2d_brain_labels"}
     networks = {name: models.pretrained(file, device=device) for name, file in SHIPPED.items()}
 
+    LANDMARKS = 20                                                            # per pair
+    points = data.landmarks(test["fixed_labels"], LANDMARKS, seed=0, where="junctions")  # (N_TEST, 20, 2)
+    true_points = data.map_landmarks(points, true_disp)          # their true positions in the moving images
+
     results = {"no registration": widgets.field_scores(test, torch.zeros_like(true_disp), hd95=True),
                "true field": widgets.field_scores(test, true_disp, hd95=True)}
     for name, network in networks.items():
         start = time.perf_counter()
         results[name] = widgets.network_scores(network, test, hd95=True)
         print(f"{name}: {N_TEST} pairs registered and scored in {time.perf_counter() - start:.1f} s")
+    for score in results.values():
+        score["tre"] = metrics.tre(points, true_points, score["disp"])       # (N_TEST,) voxels
 
-    columns = {"dice": "Dice", "hd95": "HD95 (vox)", "epe": "EPE (vox)", "folding_percent": "folding %"}
+    columns = {"dice": "Dice", "hd95": "HD95 (vox)", "epe": "EPE (vox)", "tre": "TRE (vox)",
+               "folding_percent": "folding %"}
     print(f"\\n{'':18s}" + "".join(f"{title:>12s}" for title in columns.values()) + f"{'min det J':>12s}"
           f"   (mean over {N_TEST} held-out pairs; min det J: the smallest)")
     for name, score in results.items():
@@ -207,8 +223,9 @@ nb.code("""
     shown = ["no registration", "supervised", "unsupervised", "label-supervised"]
     labels = ["none", "super-\\nvised", "unsuper-\\nvised", "labels"]
     colours = ["0.6", "tab:blue", "tab:orange", "tab:green"]
-    fig, axes = viz.new_figure(1, 4, width=14, height=3.4)
-    for ax, key, better in zip(axes[0], columns, ["higher", "lower", "lower", "lower"]):
+    fig, axes = viz.new_figure(1, len(columns), width=17, height=3.4)
+    for ax, key in zip(axes[0], columns, strict=True):
+        better = "higher" if key == "dice" else "lower"
         ax.bar(range(len(shown)), [float(results[name][key].mean()) for name in shown], color=colours)
         for k, name in enumerate(shown):
             ax.plot([k] * N_TEST, results[name][key].cpu(), "k.", markersize=4)
@@ -244,17 +261,18 @@ nb.markdown("""
     ## 4. Explore: the loss and the regulariser weight
 
     More shipped networks make the regulariser's part visible: unsupervised NCC + λ · diffusion at
-    λ = 0.1, 1 and 10 (`voxelmorph2d_brain_lambda…`, each trained from scratch with the same 4000-step
-    recipe; λ = 1 is the unsupervised network above; λ = 0.01 joins them once its training has
-    finished). The table gives their numbers; the widget shows any
+    λ = 0.01, 0.1, 1 and 10 (`voxelmorph2d_brain_lambda…`, each trained from scratch with the same 4000-step
+    recipe; λ = 1 is the unsupervised network above). The table gives their numbers; the widget shows any
     network's field on any held-out pair under the true one, on colour scales shared by all of them.
 
     Predict first: which λ lets the field fold? Which network's error map is darkest inside the brain? Does
-    the network with the best Dice also have the smallest end-point error?
+    the network with the best Dice also have the smallest end-point error? And of two networks, is the one
+    with the better Dice always the one that puts the landmarks closer to their true positions (TRE)? The
+    table adds the supervised network for comparison.
 """)
 
 nb.code("""
-    LAMBDAS = [0.1, 1, 10]
+    LAMBDAS = [0.01, 0.1, 1, 10]
     by_weight = {}
     for weight in LAMBDAS:
         if weight == 1:
@@ -262,10 +280,27 @@ nb.code("""
         else:
             network = models.pretrained(f"voxelmorph2d_brain_lambda{weight:g}", device=device)
             by_weight[weight] = widgets.network_scores(network, test)
-    print(f"{'unsupervised':14s}{'Dice':>8s}{'EPE (vox)':>11s}{'folding %':>11s}{'min det J':>11s}")
-    for weight, score in by_weight.items():
-        print(f"{f'λ = {weight:g}':14s}{float(score['dice'].mean()):8.3f}{float(score['epe'].mean()):11.2f}"
-              f"{float(score['folding_percent'].mean()):11.3f}{float(score['min_jacobian'].min()):11.2f}")
+            by_weight[weight]["tre"] = metrics.tre(points, true_points, by_weight[weight]["disp"])
+    print(f"{'':14s}{'Dice':>8s}{'EPE (vox)':>11s}{'TRE (vox)':>11s}{'folding %':>11s}{'min det J':>11s}")
+    rows = {"supervised": results["supervised"]}
+    rows.update({f"NCC, λ = {weight:g}": score for weight, score in by_weight.items()})
+    for name, score in rows.items():
+        print(f"{name:14s}{float(score['dice'].mean()):8.3f}{float(score['epe'].mean()):11.2f}"
+              f"{float(score['tre'].mean()):11.2f}{float(score['folding_percent'].mean()):11.3f}"
+              f"{float(score['min_jacobian'].min()):11.2f}")
+""")
+
+nb.markdown("""
+    Read the table against your prediction. Folding: λ = 0.01 folds a visible share of the grid (about 1 %)
+    and still has a lower Dice than λ = 1: a field free to chase noise does not align tissue better
+    (notebook 03, section 7, draws the whole curve). Dice against TRE: λ = 0.1 has a clearly better Dice than
+    the supervised network,
+    and a worse TRE. Dice and TRE rank these two networks in opposite orders. The table also says where
+    λ = 0.1 goes wrong: its TRE lies well above its own end-point error over the brain, while the supervised
+    network's TRE is close to its own. The landmarks sit at tissue corners, so the weakly regularised field
+    errs more at the corners than it does on average, at the very borders whose overlap Dice rewards. A
+    ranking by one measure answers one question (notebook 02, section 8, shows an extreme case: a brain
+    flipped left-right registers to a good Dice with every landmark in the wrong place).
 """)
 
 nb.code("""
@@ -301,7 +336,8 @@ nb.markdown("""
     information and SynthMorph), and the weight λ must be chosen (section 4, notebook 03).
 
     **Label-supervised (Dice + smoothness).** It optimises what Dice measures, yet on these pairs the
-    unsupervised network has the better Dice (and EPE), even on the tissue labels the label network trained
+    unsupervised network has the better Dice (and EPE and TRE), even on the tissue labels the label network
+    trained
     with: with three tissues, Dice gives a gradient only where a tissue border is out of place, while NCC
     uses every edge and texture in the image. It beats the supervised network on Dice and does not fold.
     It needs segmentations of both images for
@@ -318,13 +354,14 @@ nb.markdown("## Exercises")
 
 nb.exercise("""
     **Exercise 1: which network wins where?** From `results`, print for each measure (`"dice"`, `"hd95"`,
-    `"epe"`, `"folding_percent"`) which of the three shipped networks (`"supervised"`, `"unsupervised"`,
-    `"label-supervised"`) has the best mean. Does each loss win on the measure closest to what it optimises?
+    `"epe"`, `"tre"`, `"folding_percent"`) which of the three shipped networks (`"supervised"`,
+    `"unsupervised"`, `"label-supervised"`) has the best mean. Does each loss win on the measure closest to
+    what it optimises?
 """, starter="""
     # your code here
 """, solution="""
     trained = ["supervised", "unsupervised", "label-supervised"]
-    for key, pick in [("dice", max), ("hd95", min), ("epe", min), ("folding_percent", min)]:
+    for key, pick in [("dice", max), ("hd95", min), ("epe", min), ("tre", min), ("folding_percent", min)]:
         best = pick(trained, key=lambda name: float(results[name][key].mean()))
         print(f"best {key:16s}: {best} ({float(results[best][key].mean()):.3f})")
 """)
@@ -384,17 +421,22 @@ nb.exercise("""
 nb.markdown("""
     ## Check what this notebook taught
 
-    The ground truth is exact (Dice 1, zero error, no folds) and the pairs really move; the live runs
+    The ground truth is exact (Dice 1, zero error and TRE, no folds) and the pairs really move; the live runs
     trained; each shipped network registers the held-out pairs clearly better than no registration; and the
     three losses made three different networks, as section 5 says: with the same data and budget the
-    unsupervised one has the best Dice and the lowest end-point error, the label-supervised one beats the
-    supervised one on Dice without folding, and the supervised one is the only one that folds. An untrained
+    unsupervised one has the best Dice and the lowest end-point error and TRE, the label-supervised one
+    beats the supervised one on Dice without folding, and the supervised one is the only one that folds.
+    Dice and TRE rank the λ = 0.1 and supervised networks in opposite orders, and λ = 0.01 folds with a lower
+    Dice than λ = 1, as section 4 says. An untrained
     network swapped in fails these checks.
 """)
 
 nb.code("""
     DICE_MARGIN = 0.05        # every shipped network's mean Dice above no registration's by at least this
     MOVES = 1.0               # the held-out pairs' mean true motion in the brain is over this many voxels
+    FOLDING_SMALL_WEIGHT = 0.1  # % of voxels the λ = 0.01 network folds, at least
+    CORNER_MARGIN = 0.2       # λ = 0.1's TRE lies above its EPE by this many voxels more than the supervised
+                              # network's does (λ = 0.1 errs at the tissue corners where the landmarks sit)
     LOSS_DROP = 0.01          # full mode: a live run's mean loss over its last fifth of steps lies below
                               # its mean over the first fifth by at least this share of the latter's size
 
@@ -423,6 +465,23 @@ nb.code("""
     assert min(smallest_det, key=smallest_det.get) == "supervised", "no regulariser: lowest det J"
     others = min(smallest_det["unsupervised"], smallest_det["label-supervised"])
     assert smallest_det["supervised"] < 0 < others, "only the supervised network folds"
+
+    # landmarks (section 3), and two networks that Dice and TRE rank in opposite orders (section 4)
+    tre = {name: float(score["tre"].mean()) for name, score in results.items()}
+    assert (true["tre"] == 0).all(), "the true field puts every landmark on its true position"
+    assert tre["no registration"] > MOVES, "the landmarks really move"
+    for name in learned:
+        assert tre[name] < tre["no registration"], f"{name} moves landmarks towards their true positions"
+    assert min(learned, key=tre.get) == "unsupervised", "the unsupervised network: lowest TRE"
+    weak, supervised = by_weight[0.1], results["supervised"]
+    assert float(weak["dice"].mean()) > mean["dice"]["supervised"], "λ = 0.1: a better Dice than supervised"
+    assert float(weak["tre"].mean()) > tre["supervised"], "λ = 0.1: a worse TRE than supervised"
+    smallest = by_weight[0.01]
+    assert float(smallest["folding_percent"].mean()) > FOLDING_SMALL_WEIGHT, "λ = 0.01 folds"
+    assert float(smallest["dice"].mean()) < mean["dice"]["unsupervised"], "λ = 0.01: lower Dice than λ = 1"
+    corner_excess = {name: float(score["tre"].mean() - score["epe"].mean())   # TRE above EPE: errs at corners
+                     for name, score in [("λ = 0.1", weak), ("supervised", supervised)]}
+    assert corner_excess["λ = 0.1"] > corner_excess["supervised"] + CORNER_MARGIN, "λ = 0.1 errs at corners"
     print("all checks passed")
 """)
 

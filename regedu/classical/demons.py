@@ -35,7 +35,7 @@ from .pyramid import Level, PyramidRun
 
 __all__ = ["demons", "demons_update", "match_histogram"]
 
-SCHEDULE = (100, 50, 25)  # default iterations per level, coarse to fine
+SCHEDULE = (100, 50, 25)  # default iterations per level, coarse to fine (see demons)
 INT_STEPS = 7  # scaling-and-squaring steps of each update's exponential (diffeomorphic demons)
 
 
@@ -104,27 +104,46 @@ def _check_one_channel(moving: torch.Tensor) -> None:
 
 
 def demons(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: bool = False,
-           levels: int = 3, iterations=SCHEDULE, sigma_fluid: float = 1.0,
+           levels: int | None = None, iterations=None, sigma_fluid: float = 1.0,
            sigma_diffusion: float = 2.0, max_step: float = 1.0, symmetric: bool = True,
-           match_intensities: bool = True, affine: torch.Tensor | None = None, callback=None, progress=None,
-           device=None) -> RegistrationResult:
+           match_intensities: bool = True, voxel_size=None, affine: torch.Tensor | None = None, callback=None,
+           progress=None, device=None) -> RegistrationResult:
     """Demons registration of ``moving`` onto ``fixed``, coarse to fine.
 
     Demons compare intensities directly (sum of squared differences), so both images
     must show the same contrast: intensities are rescaled to ``[0, 1]`` per item and, with
     ``match_intensities``, the moving image's histogram is matched to the fixed one's.
 
+    The pyramid adapts to the image as every classical method's does, so that any size registers
+    with no options: the defaults were chosen with 3 levels on 2 mm brains (96 x 112 and
+    96 x 112 x 96, which still get exactly those 3 levels and 100, 50, 25 iterations, the schedule
+    of the SimpleITK demons they are compared with in ``benchmarks/classical.py``); a small image
+    gets fewer levels instead of an error, a large one more (see ``levels``).
+
     Args:
         moving, fixed: one-channel ``(B, 1, *spatial)`` floating images, 2D or 3D.
         diffeomorphic: compose the exponential of each update (diffeomorphic demons)
             instead of adding the update.
-        levels, iterations: pyramid levels, and one int or one int per level (coarse first).
+        levels: pyramid levels. ``None`` (default) chooses them from the image size and
+            ``voxel_size`` (:func:`~regedu.classical.common.auto_pyramid`: coarsen until the largest
+            axis has at most 32 voxels, never below 8 voxels on an axis; 3 levels for a 2 mm brain, 2
+            for a 33 x 41 x 25 volume, 1 for a 20 x 24 slice, 4 for a 1 mm brain), or as many as
+            ``iterations`` has entries; an int is honoured exactly (an error if the image is too small
+            for it).
+        iterations: ``None`` (default): 100, 50, 25 iterations from the coarsest level on (anchored at
+            the coarsest level, whose voxel size the automatic pyramid keeps about the same for every
+            image: a shallower pyramid drops the fine end, a deeper one repeats 25), all of them run
+            (demons have no convergence test). One int (every level) or one int per level (coarse
+            first) runs exactly that many.
         sigma_fluid: Gaussian width (voxels) for smoothing each update (0: none).
         sigma_diffusion: Gaussian width (voxels) for smoothing the field after each update (0: none).
         max_step: longest update per iteration, in voxels of the current level.
         symmetric: symmetric (ESM) forces rather than Thirion's fixed-image gradient.
         match_intensities: remap the moving intensities onto the fixed image's distribution
             (:func:`match_histogram`) before registering; it undoes global contrast changes.
+        voxel_size: mm per spatial axis (e.g. a loaded volume's ``spacing``) for the pyramid: anisotropic
+            images are coarsened along their fine axes first. ``None``: isotropic voxels. (The sigmas
+            and ``max_step`` stay in voxels.)
         affine, callback, progress, device: see :func:`regedu.classical.register_dense`.
             ``callback(level, iteration, loss)`` receives the mean squared error.
 
@@ -136,7 +155,8 @@ def demons(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: bool = F
     max_step = check_number(max_step, "max_step", strict=True)
     name = "diffeomorphic_demons" if diffeomorphic else "demons"
     run = PyramidRun(moving, fixed, name, levels=levels, iterations=iterations, schedule=SCHEDULE,
-                     affine=affine, callback=callback, progress=progress, device=device)
+                     affine=affine, voxel_size=voxel_size, callback=callback, progress=progress,
+                     device=device)
     _check_one_channel(run.input_moving)
     if match_intensities:
         run.moving = match_histogram(run.moving, run.fixed)

@@ -26,7 +26,7 @@ from .pyramid import Level, PyramidRun
 
 __all__ = ["register_dense"]
 
-SCHEDULE = (100, 50, 20)  # default iterations per level, coarse to fine
+SCHEDULE = (100, 50, 20)  # default iterations per level, coarse to fine (see register_dense)
 INT_STEPS = 7  # default scaling-and-squaring steps of the diffeomorphic variant ("svf")
 
 
@@ -62,11 +62,16 @@ def _starting_field(initial_disp: torch.Tensor | None, run: PyramidRun,
 
 def register_dense(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: bool = False,
                    similarity="ncc", window=9, bins: int = 32, regulariser="diffusion", weight: float = 1.0,
-                   levels: int = 3, iterations=SCHEDULE, lr: float = 0.1, lr_schedule: str = "cosine",
-                   int_steps: int = INT_STEPS, affine: torch.Tensor | None = None,
+                   levels: int | None = None, iterations=None, lr: float = 0.1, lr_schedule: str = "cosine",
+                   int_steps: int = INT_STEPS, voxel_size=None, affine: torch.Tensor | None = None,
                    initial_disp: torch.Tensor | None = None, callback=None, progress=None, device=None,
                    steps: int | None = None) -> RegistrationResult:
     """Deformable registration by optimising a dense field, coarse to fine.
+
+    The pyramid adapts to the image as the B-spline's does (:func:`~regedu.classical.register_bspline`),
+    so that any size registers with no options: the defaults were tuned with 3 levels on 2 mm brains
+    (96 x 112 and 96 x 112 x 96, which still get exactly those 3 levels and 100, 50, 20 iterations); a
+    small image gets fewer levels instead of an error, a large one more (see ``levels``).
 
     Args:
         moving, fixed: ``(B, C, *spatial)`` floating images, 2D or 3D, same shape;
@@ -79,7 +84,19 @@ def register_dense(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: 
         regulariser: a name of :data:`regedu.losses.REGULARISERS`: ``"diffusion"`` (first
             derivatives), ``"bending"`` (second); or a callable ``f(field)``; applied to the
             optimised field with ``weight >= 0``.
-        levels, iterations: pyramid levels, and one int or one int per level (coarse first).
+        levels: pyramid levels. ``None`` (default) chooses them from the image size and
+            ``voxel_size`` (:func:`~regedu.classical.common.auto_pyramid`, the one rule every classical
+            method uses: coarsen until the largest axis has at most 32 voxels, never below 8 voxels on
+            an axis; 3 levels for a 2 mm brain, 2 for a 33 x 41 x 25 volume, 1 for a 20 x 24 slice, 4
+            for a 1 mm brain), or as many as ``iterations`` has entries; an int is honoured exactly (an
+            error if the image is too small for it, e.g. ``levels=3`` for 33 x 41 x 25).
+        iterations: ``None`` (default): 100, 50, 20 iterations from the coarsest level on (the schedule
+            tuned for 3 levels; it is anchored at the coarsest level, whose voxel size the automatic
+            pyramid keeps about the same for every image, so a shallower pyramid drops its fine end and
+            a deeper one repeats 20). Every iteration runs: unlike the B-spline and affine methods this
+            one does not stop on convergence (its counts were chosen as exact counts, and stopping
+            early would change its results). One int (every level) or one int per level (coarse first)
+            runs exactly that many.
         lr: Adam step size in voxels (of the current level) per iteration.
         lr_schedule: ``"cosine"`` lowers the step size from ``lr`` to ``lr / 10`` over each level, so
             the field settles; ``"constant"`` keeps ``lr`` (a few steps from a good start, as in
@@ -92,6 +109,8 @@ def register_dense(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: 
             before ``affine``. Not with ``diffeomorphic=True``, whose unknown is a velocity.
         callback, progress, device: see :func:`regedu.classical.register_affine`.
         int_steps: scaling-and-squaring steps of the diffeomorphic variant (VoxelMorph's name).
+        voxel_size: mm per spatial axis (e.g. a loaded volume's ``spacing``) for the pyramid: anisotropic
+            images are coarsened along their fine axes first. ``None``: isotropic voxels.
         steps: the old name of ``int_steps`` (deprecated: it warns).
 
     Returns:
@@ -107,7 +126,8 @@ def register_dense(moving: torch.Tensor, fixed: torch.Tensor, *, diffeomorphic: 
     regulariser = regulariser_function(regulariser)
     name = "svf" if diffeomorphic else "dense"
     run = PyramidRun(moving, fixed, name, levels=levels, iterations=iterations, schedule=SCHEDULE,
-                     affine=affine, callback=callback, progress=progress, device=device)
+                     affine=affine, voxel_size=voxel_size, tolerance=0.0, callback=callback,
+                     progress=progress, device=device)
     field = _starting_field(initial_disp, run, diffeomorphic)
     with run:
         for level in run.levels():

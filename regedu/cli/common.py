@@ -187,12 +187,16 @@ OPTION_HELP = (
     "method's function "
     "(regedu.classical.register_bspline, register_dense, demons, register_affine; "
     "regedu.api.register_learned_io), listed by an error if a key is unknown. Every option is checked "
-    "before any file is read"
+    "before any file is read. A classical method gets the fixed image's voxel size from its NIfTI header "
+    "as voxel_size (mm per axis: it shapes the pyramid and the B-spline's 16 mm control spacing); "
+    "--option voxel_size=(1,1,3) overrides it"
 )
 AFFINE_OPTION_HELP = (
     "an option of the affine stage of default and the other affine+... methods "
-    "(regedu.classical.register_affine: transform, similarity, levels, iterations, lr, window, bins, init), "
-    "repeatable: --affine-option levels=2 --affine-option iterations=(100,50)"
+    "(regedu.classical.register_affine: transform, similarity, levels, iterations, lr, window, bins, init, "
+    "tolerance), repeatable: --affine-option levels=2 --affine-option iterations=(100,50) --affine-option "
+    "transform=rigid. By default it chooses its levels from the image and skips the finest; e.g. "
+    "iterations=(100,50,25) (a 2 mm brain's 3 levels) also refines the affine at full resolution"
 )
 
 

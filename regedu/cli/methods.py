@@ -8,13 +8,14 @@ that it fits in memory. The measures printed (mean Dice, mean HD95, folding) are
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import torch
 
 from .common import CommandError, note, warn
 
 __all__ = ["RESERVED_OPTIONS", "method_options", "check_options", "check_method", "load_network", "load_pair",
-           "run_method", "memory_advice", "mean_dice", "mean_hd95", "folding_percent"]
+           "header_voxel_size", "run_method", "memory_advice", "mean_dice", "mean_hd95", "folding_percent"]
 
 RESERVED_OPTIONS = {"device": "--device", "model": "--model", "moving_labels": "--labels",
                     "progress": None, "callback": None}  # set by the command itself
@@ -80,10 +81,27 @@ def load_pair(moving_path, fixed_path, moving_labels_path=None, fixed_labels_pat
                 method=method, interface="cli", warn=warn, note=note)
 
 
+def header_voxel_size(method: str, options: dict, pair) -> dict:
+    """``options`` plus ``voxel_size=pair.voxel_size`` (the fixed header's voxel size, mm per axis in
+    tensor order) when the method takes a voxel size and ``--option voxel_size=...`` did not set one.
+
+    Every classical method takes it (for ``affine+...`` pipelines, both stages): it shapes the
+    automatic pyramid (anisotropic volumes are coarsened along their fine axes first) and the
+    B-spline's default control spacing (16 mm). Learned methods do not take it."""
+    from ..api import METHODS
+
+    function = METHODS[method]
+    stage = getattr(function, "deformable_stage", function)  # a pipeline shares it with both stages
+    if "voxel_size" in options or "voxel_size" not in inspect.signature(stage).parameters:
+        return options
+    return {**options, "voxel_size": tuple(float(size) for size in pair.voxel_size)}
+
+
 def run_method(pair, method: str, learned: bool, network, device: torch.device, options: dict,
                progress: bool | None):
     """:func:`regedu.register` on a :class:`regedu.data.NiftiPair`; the result on the CPU,
-    ``warped_labels`` made from the original moving labels by :func:`regedu.data.warp_moving`."""
+    ``warped_labels`` made from the original moving labels by :func:`regedu.data.warp_moving`.
+    A classical method gets the fixed header's voxel size (:func:`header_voxel_size`)."""
     from ..api import DEFAULT_MODELS, register
     from ..data.pairs import warp_moving
 
@@ -91,6 +109,7 @@ def run_method(pair, method: str, learned: bool, network, device: torch.device, 
     if learned and network is None and ndim not in DEFAULT_MODELS:
         raise CommandError(f"--method {method} needs --model for {ndim}D images: regedu ships a pre-trained "
                            f"model for 2D only. Train one: `regedu train --data brain3d --out model.pt`.")
+    options = header_voxel_size(method, options, pair)
     check_options(method, options, tuple(pair.fixed.shape[2:]))  # the checks that need the size
     extra = {"model": network} if learned else {"progress": progress}
     with memory_advice(tuple(pair.fixed.shape[2:]), pair.fixed.shape[1], device, learned):

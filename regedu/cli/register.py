@@ -51,14 +51,14 @@ def _register_outputs(args):
 
 def _check_disp_format(pair, disp_format: str) -> None:
     """Refuse, before the registration, a --disp-format that cannot hold this pair's field."""
-    from ..data.io import _check_itk_plane  # private: no public name yet
+    from ..data.io import check_itk_plane
 
     if pair.fixed.dim() == 4 and disp_format == "mm":
         raise CommandError("--disp-format mm writes 3-component vectors of 3D volumes; this pair is 2D: use "
                            "--disp-format voxels or itk.")
     if pair.fixed.dim() == 4 and disp_format == "itk":
         try:
-            _check_itk_plane(pair.affine, "--disp-format itk")
+            check_itk_plane(pair.affine, "--disp-format itk")
         except ValueError as error:
             raise CommandError(str(error).replace("field='voxels'", "--disp-format voxels")) from None
 

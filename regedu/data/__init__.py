@@ -5,8 +5,9 @@
 toy shapes), :mod:`~regedu.data.datasets` (torch Datasets of registration pairs) and
 :mod:`~regedu.data.varied` (varied 2D brain pairs: every level, orientation, deformation size,
 contrast, with or without a head, for networks that generalise), :mod:`~regedu.data.pairs` (which
-NIfTI files make the pairs, and one pair loaded ready to register) and :mod:`~regedu.data.check`
-(what may go wrong with a pair, before registering it).
+NIfTI files make the pairs, and one pair loaded ready to register), :mod:`~regedu.data.check`
+(what may go wrong with a pair, before registering it) and :mod:`~regedu.data.landmarks`
+(landmarks with known true positions, for the target registration error).
 """
 
 from .check import PairReport, check_pair
@@ -26,25 +27,22 @@ from .io import (
     save_nifti,
     unpad,
 )
+from .landmarks import LANDMARK_PLACES, landmarks, map_landmarks
 from .pairs import NiftiPair, collect_pairs, load_pair, read_pair_list, warp_moving
 from .samples import TISSUE_NAMES, Brain, brain_label_names, brain_slice, brain_volume, load_brain
+from .shapes import disk, large_deformation_pair, letter_c, letter_o, square
 from .synthetic import (
     T2_INTENSITIES,
     SyntheticSubject,
     augment_intensity,
-    disk,
     gaussian_blur,
     integrate_smooth,
-    large_deformation_pair,
-    letter_c,
-    letter_o,
     make_generator,
     random_affine,
     random_disp,
     random_transform,
     random_velocity,
     smooth_noise,
-    square,
     subject_from_disp,
     synth_image,
     synth_labels,
@@ -117,6 +115,10 @@ __all__ = [
     "grid_offset",
     "save_nifti",
     "unpad",
+    # landmarks with known true positions (target registration error)
+    "LANDMARK_PLACES",
+    "landmarks",
+    "map_landmarks",
     # check
     "PairReport",
     "check_pair",

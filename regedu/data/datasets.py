@@ -26,11 +26,11 @@ from .. import warps
 from ..checks import check_choice, check_number, check_positive_int, check_range
 from .pairs import collect_pairs, read_csv_table  # noqa: F401  (read_csv_table: its old home was here)
 from .samples import brain_slice, brain_volume
+from .shapes import large_deformation_pair
 from .synthetic import (
     _check_shape,
     _check_template,
     _rand,
-    large_deformation_pair,
     make_generator,
     random_transform,
     subject_from_disp,
@@ -222,7 +222,7 @@ class SynthMorphPairs(Dataset):
 class LargeDeformationPairs(Dataset):
     """The large-deformation toy as a dataset: a disk pushed further than its own radius.
 
-    Item ``i`` is :func:`~regedu.data.synthetic.large_deformation_pair` of kind ``"large_warp"``:
+    Item ``i`` is :func:`~regedu.data.shapes.large_deformation_pair` of kind ``"large_warp"``:
     a random direction and a displacement of the image centre drawn uniformly between
     ``min_magnitude`` and ``magnitude`` voxels, with the true ``disp`` and the labels (1 inside
     the disk). Single-scale networks, whose receptive field and smooth fields favour small

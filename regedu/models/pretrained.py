@@ -31,7 +31,8 @@ PRETRAINED = {
     "voxelmorph2d_brain_lambda1": _BRAIN2D + "unsupervised, local NCC + diffusion with weight 1" + _LESSON,
     "voxelmorph2d_brain_lambda10": _BRAIN2D + "unsupervised, local NCC + diffusion with weight 10" + _LESSON,
     "synthmorph2d": "VoxelMorph (2D, 96x112) trained SynthMorph-style on random label maps with random "
-                    "contrasts only (never a brain): Dice of the warped label maps + diffusion",
+                    "contrasts only (never a brain): squared difference of the warped one-hot label maps "
+                    "+ diffusion (weight 0.1), 6000 steps",
     "toy_voxelmorph2d": "single-scale VoxelMorph (2D, 64x64) for notebook 06's disk pushed 12 to 20 voxels",
     "toy_voxelmorph2d_diff": "the same, diffeomorphic",
     "toy_pyramid2d": "PyramidNet (3 levels, coarse to fine) for notebook 06's disk pushed 12 to 20 voxels",

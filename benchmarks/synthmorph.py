@@ -1,0 +1,80 @@
+"""Contrast invariance of the shipped SynthMorph-style model, side by side with the T1-trained one.
+
+    python benchmarks/synthmorph.py                  # 32 held-out BrainSlicePairs (seed 7), as notebook 08
+    python benchmarks/synthmorph.py --model path.pt  # a SynthMorph-style checkpoint of your own instead
+
+The held-out pairs are skull-stripped brain sections (``BrainSlicePairs(seed=7, head=0)``: any axial
+level, each image through its own random affine and deformation and intensity changes). The moving
+image is T1; the fixed image comes twice: the pair's own T1 image, and ``data.t2_like`` of the fixed
+tissue labels (the same anatomy and deformation in a T2-like contrast with lesion-like patches).
+Prints the mean Dice over the three tissues (and the folded share of the fields) of no registration,
+``voxelmorph2d_brain`` (NCC, trained on T1 pairs) and ``synthmorph2d`` (trained on random label maps
+only) in both columns, and the targets of issue 11: SynthMorph-style T1 -> T2-like at least no
+registration + 0.15 and at least the NCC network's; T1 -> T1 at least 0.9x the NCC network's.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.utils.data import default_collate
+
+from regedu import data, metrics, models, warps
+from regedu.train import load_model
+
+TISSUES = [1, 2, 3]
+
+
+def held_out(count: int, seed: int) -> tuple[dict, dict]:
+    """The test pairs as one batch, and the fixed image of each contrast."""
+    pairs = data.BrainSlicePairs(count, seed=seed, head=0.0)
+    batch = default_collate([pairs[i] for i in range(count)])
+    fixed = {"T1 -> T1": batch["fixed"], "T1 -> T2-like": data.t2_like(batch["fixed_labels"], seed=seed)}
+    return batch, fixed
+
+
+@torch.no_grad()
+def scores(model, batch: dict, fixed: torch.Tensor) -> tuple[float, float]:
+    """Mean Dice over pairs and tissues of ``model``'s moving -> ``fixed`` registration, and the folded
+    share of its fields (%)."""
+    model.eval()
+    disp = model(batch["moving"], fixed)[1]
+    warped = warps.warp_labels(batch["moving_labels"], disp)
+    dice = float(metrics.dice(warped, batch["fixed_labels"], labels=TISSUES).mean())
+    return dice, 100 * float(metrics.folding_fraction(disp).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--model", default=None, help="a SynthMorph-style checkpoint (default: synthmorph2d)")
+    args = parser.parse_args()
+    batch, fixed = held_out(args.pairs, args.seed)
+    synthmorph = load_model(args.model) if args.model else models.pretrained("synthmorph2d")
+    networks = {"voxelmorph2d_brain (NCC, T1 pairs)": models.pretrained("voxelmorph2d_brain"),
+                "synthmorph2d (random label maps)": synthmorph}
+    none = float(metrics.dice(batch["moving_labels"], batch["fixed_labels"], labels=TISSUES).mean())
+    results = {name: {c: scores(net, batch, f) for c, f in fixed.items()} for name, net in networks.items()}
+    table = {name: {c: dice for c, (dice, _) in row.items()} for name, row in results.items()}
+    print(f"# Contrast invariance on {args.pairs} held-out skull-stripped BrainSlicePairs "
+          f"(seed {args.seed})\n")
+    print("| method | Dice T1 -> T1 | Dice T1 -> T2-like | folding % (T1 / T2-like) |\n|---|---|---|---|")
+    print(f"| no registration | {none:.3f} | {none:.3f} | 0 / 0 |")
+    for name, row in results.items():
+        (same, fold_same), (cross, fold_cross) = row["T1 -> T1"], row["T1 -> T2-like"]
+        print(f"| {name} | {same:.3f} | {cross:.3f} | {fold_same:.3f} / {fold_cross:.3f} |")
+    ncc, sm = table.values()
+    print("\ntargets (issue 11):")
+    print(f"- T1 -> T2-like >= no registration + 0.15: {sm['T1 -> T2-like']:.3f} >= {none + 0.15:.3f}: "
+          f"{sm['T1 -> T2-like'] >= none + 0.15}")
+    print(f"- T1 -> T2-like >= the NCC network's: {sm['T1 -> T2-like']:.3f} >= {ncc['T1 -> T2-like']:.3f}: "
+          f"{sm['T1 -> T2-like'] >= ncc['T1 -> T2-like']}")
+    print(f"- T1 -> T1 >= 0.9x the NCC network's: {sm['T1 -> T1']:.3f} >= {0.9 * ncc['T1 -> T1']:.3f}: "
+          f"{sm['T1 -> T1'] >= 0.9 * ncc['T1 -> T1']}")
+
+
+if __name__ == "__main__":
+    main()
