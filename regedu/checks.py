@@ -202,6 +202,94 @@ def check_points_inside(points: torch.Tensor, name: str, spatial: Sequence[int])
             )
 
 
+def check_channels(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Raise ``ValueError`` unless two image batches have the same number of channels."""
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"`{name_a}` has {a.shape[1]} channels but `{name_b}` has {b.shape[1]}: "
+            f"{tuple(a.shape)} and {tuple(b.shape)}. Similarity is computed channel by channel, "
+            f"so give both images the same channels (e.g. select one with x[:, :1])."
+        )
+
+
+def check_image_pair(fixed, warped) -> int:
+    """Validate ``(fixed, warped)`` for a similarity term; return the number of spatial axes."""
+    ndim = check_image(fixed, "fixed")
+    check_image(warped, "warped", ndim=ndim)
+    check_floating(fixed, "fixed")
+    check_floating(warped, "warped")
+    check_same_shape(fixed, warped, "fixed", "warped")
+    check_batch(fixed, warped, "fixed", "warped")
+    check_channels(fixed, warped, "fixed", "warped")
+    return ndim
+
+
+def check_window(window, ndim: int) -> tuple[int, ...]:
+    """Turn ``window`` (an odd int, or one odd int per axis) into a tuple of ``ndim`` ints."""
+    sizes = tuple(window) if isinstance(window, Sequence) else (window,) * ndim
+    if len(sizes) != ndim:
+        raise ValueError(
+            f"`window` must be one odd int or {ndim} odd ints (one per spatial axis), got {window!r}."
+        )
+    for size in sizes:
+        check_positive_int(size, "window")
+        if size % 2 == 0:
+            raise ValueError(
+                f"`window` sizes must be odd so that each window is centred on its voxel, "
+                f"got {window!r}. Use {size + 1} (or {size - 1}) instead of {size}."
+            )
+    return sizes
+
+
+def check_ndim(ndim) -> int:
+    """``ndim`` of a network: 2 or 3 spatial axes."""
+    if ndim not in (2, 3) or isinstance(ndim, bool):
+        raise ValueError(f"`ndim` must be 2 or 3 (the number of spatial axes), got {ndim!r}.")
+    return ndim
+
+
+def check_features(features, name: str) -> tuple[int, ...]:
+    """A network's channel counts: a non-empty sequence of positive ints, as a tuple."""
+    if isinstance(features, (str, bytes)) or not isinstance(features, Sequence) or len(features) == 0:
+        raise ValueError(
+            f"`{name}` must be a non-empty list of channel counts, e.g. (16, 32), got {features!r}."
+        )
+    for count in features:
+        check_positive_int(count, f"every entry of `{name}`")
+    return tuple(features)
+
+
+def check_template(template: torch.Tensor, labels: torch.Tensor | None) -> None:
+    """A template image ``(1, 1, *spatial)`` (floating) and, if given, its integer label map of the
+    same shape."""
+    check_image(template, "template")
+    check_floating(template, "template")
+    if template.shape[:2] != (1, 1):
+        raise ValueError(
+            f"`template` must be one single-channel image (1, 1, *spatial), got {tuple(template.shape)}. "
+            f"Use `batch=` for several subjects."
+        )
+    if labels is not None:
+        check_tensor(labels, "template_labels")
+        if labels.is_floating_point() or tuple(labels.shape) != tuple(template.shape):
+            raise ValueError(
+                f"`template_labels` must be an integer map shaped like the template "
+                f"{tuple(template.shape)}, got dtype {labels.dtype} and shape {tuple(labels.shape)}. "
+                f"Convert a float map with labels.round().long()."
+            )
+
+
+def check_index(index, length: int) -> int:
+    """A dataset index as a plain int in ``0 .. length - 1`` (negative indices count from the end)."""
+    if isinstance(index, torch.Tensor) and index.numel() == 1:
+        index = int(index)
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"dataset index must be an integer, got {type(index).__name__}.")
+    if not -length <= index < length:
+        raise IndexError(f"index {index} is out of range for a dataset of {length} items.")
+    return int(index) % length
+
+
 def _kind(value, wanted: type) -> str:
     """The type of ``value``, and how to convert it when it is text that reads as a ``wanted``."""
     if isinstance(value, str):

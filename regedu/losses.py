@@ -45,12 +45,14 @@ import torch
 
 from .checks import (
     check_batch,
+    check_channels,
     check_disp,
-    check_floating,
     check_image,
+    check_image_pair,
     check_number,
     check_positive_int,
     check_same_shape,
+    check_window,
 )
 from .filters import box_mean
 from .kernels import broadcast_batch, one_hot, squared_correlation, standardise
@@ -76,28 +78,6 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # input checks shared by the similarity terms
 # ---------------------------------------------------------------------------
-
-
-def _check_channels(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
-    """Raise ``ValueError`` unless two image batches have the same number of channels."""
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"`{name_a}` has {a.shape[1]} channels but `{name_b}` has {b.shape[1]}: "
-            f"{tuple(a.shape)} and {tuple(b.shape)}. Similarity is computed channel by channel, "
-            f"so give both images the same channels (e.g. select one with x[:, :1])."
-        )
-
-
-def _check_image_pair(fixed, warped) -> int:
-    """Validate ``(fixed, warped)`` for a similarity term; return the number of spatial axes."""
-    ndim = check_image(fixed, "fixed")
-    check_image(warped, "warped", ndim=ndim)
-    check_floating(fixed, "fixed")
-    check_floating(warped, "warped")
-    check_same_shape(fixed, warped, "fixed", "warped")
-    check_batch(fixed, warped, "fixed", "warped")
-    _check_channels(fixed, warped, "fixed", "warped")
-    return ndim
 
 
 def _check_min_size(x: torch.Tensor, name: str, minimum: int, why: str) -> None:
@@ -133,21 +113,8 @@ def mse(fixed: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------
 
 
-def _window_sizes(window, ndim: int) -> tuple[int, ...]:
-    """Turn ``window`` (an odd int, or one odd int per axis) into a tuple of ``ndim`` ints."""
-    sizes = tuple(window) if isinstance(window, Sequence) else (window,) * ndim
-    if len(sizes) != ndim:
-        raise ValueError(
-            f"`window` must be one odd int or {ndim} odd ints (one per spatial axis), got {window!r}."
-        )
-    for size in sizes:
-        check_positive_int(size, "window")
-        if size % 2 == 0:
-            raise ValueError(
-                f"`window` sizes must be odd so that each window is centred on its voxel, "
-                f"got {window!r}. Use {size + 1} (or {size - 1}) instead of {size}."
-            )
-    return sizes
+# their old private names here
+_check_channels, _check_image_pair, _window_sizes = check_channels, check_image_pair, check_window
 
 
 def ncc(fixed: torch.Tensor, warped: torch.Tensor, window=9, eps: float = 1e-8) -> torch.Tensor:

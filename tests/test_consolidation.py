@@ -336,24 +336,7 @@ def test_a_new_method_is_a_loop_over_the_pyramid_driver():
 # (module that uses it, "source.name") pairs still allowed, each with who removes it. The lead reruns
 # this test once every helper of issue 15 is done; an entry that no longer occurs fails the test,
 # so the list only shrinks.
-ALLOWED_PRIVATE_IMPORTS = {
-    # validators: item 5 moves them to regedu.checks (the helper who owns checks.py)
-    ("regedu.classical.bspline", "regedu.losses._window_sizes"),
-    ("regedu.classical.local_ncc", "regedu.losses._window_sizes"),
-    ("regedu.classical.local_ncc", "regedu.losses._check_image_pair"),
-    ("regedu.models.affine", "regedu.models.unet._check_ndim"),
-    ("regedu.models.affine", "regedu.models.unet._check_features"),
-    ("regedu.models.pyramid", "regedu.models.unet._check_ndim"),
-    ("regedu.models.voxelmorph", "regedu.models.unet._check_ndim"),
-    ("regedu.data.datasets", "regedu.data.synthetic._check_shape"),
-    ("regedu.data.datasets", "regedu.data.synthetic._check_template"),
-    ("regedu.data.varied", "regedu.data.datasets._check_index"),
-    # data.datasets / data.varied (owner of datasets.py): use synthetic.random_uniform, make
-    # _without_batch public or local
-    ("regedu.data.datasets", "regedu.data.synthetic._rand"),
-    ("regedu.data.varied", "regedu.data.synthetic._rand"),
-    ("regedu.data.varied", "regedu.data.datasets._without_batch"),
-}
+ALLOWED_PRIVATE_IMPORTS: set[tuple[str, str]] = set()   # none left: shared helpers are public now
 
 PACKAGE = Path(regedu.__file__).parent
 

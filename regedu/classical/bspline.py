@@ -16,9 +16,8 @@ from functools import partial
 
 import torch
 
-from .. import losses
 from ..bspline import basis_matrix, blend, control_point_count, cubic_bspline
-from ..checks import check_disp, check_number, check_positive_int
+from ..checks import check_disp, check_number, check_positive_int, check_window
 from ..deprecation import renamed_function, renamed_keyword
 from ..result import RegistrationResult
 from .common import check_voxel_size, regulariser_function, similarity_function
@@ -126,7 +125,7 @@ def _check_window(window, ndim: int, name: str) -> None:
     """Raise naming ``name`` unless ``window`` is one odd int or ``ndim`` odd ints (``TypeError`` for
     a non-integer, ``ValueError`` for a bad size)."""
     try:
-        losses._window_sizes(window, ndim)
+        check_window(window, ndim)
     except (TypeError, ValueError) as error:
         raise type(error)(f"`{name}`: {error}") from None
 

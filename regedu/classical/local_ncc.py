@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import losses
-from ..checks import check_number
+from ..checks import check_image_pair, check_number, check_window
 from ..filters import box_mean_by_sums  # its home is regedu.filters; re-exported here
 from ..kernels import squared_correlation, standardise
 
@@ -49,8 +48,8 @@ class LocalNCC:
         if (fixed is self._fixed and fixed._version == self._version
                 and self._fixed_stats[0].shape[1:] == warped.shape[1:]):
             return self._fixed_stats
-        ndim = losses._check_image_pair(fixed, warped)
-        sizes = losses._window_sizes(self.window, ndim)
+        ndim = check_image_pair(fixed, warped)
+        sizes = check_window(self.window, ndim)
         check_number(self.eps, "eps", strict=True)
         a = standardise(fixed)
         mean_a, mean_aa = box_mean_by_sums(torch.cat([a, a * a], dim=1), sizes).split(a.shape[1], dim=1)

@@ -23,16 +23,22 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import warps
-from ..checks import check_choice, check_number, check_positive_int, check_range
+from ..checks import (
+    check_choice,
+    check_index,
+    check_number,
+    check_positive_int,
+    check_range,
+    check_shape,
+    check_template,
+)
 from .pairs import collect_pairs, read_csv_table  # noqa: F401  (read_csv_table: its old home was here)
 from .samples import brain_slice, brain_volume
 from .shapes import large_deformation_pair
 from .synthetic import (
-    _check_shape,
-    _check_template,
-    _rand,
     make_generator,
     random_transform,
+    random_uniform,
     subject_from_disp,
     synth_image,
     synth_labels,
@@ -47,17 +53,10 @@ def item_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def _check_index(index, length: int) -> int:
-    if isinstance(index, torch.Tensor) and index.numel() == 1:
-        index = int(index)
-    if isinstance(index, bool) or not isinstance(index, int | np.integer):
-        raise TypeError(f"dataset index must be an integer, got {type(index).__name__}.")
-    if not -length <= index < length:
-        raise IndexError(f"index {index} is out of range for a dataset of {length} items.")
-    return int(index) % length
+_check_index = check_index  # its old private name here
 
 
-def _without_batch(item: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
+def without_batch(item: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
     """Drop the batch axis of every tensor and every ``None`` entry."""
     return {key: value[0] for key, value in item.items() if value is not None}
 
@@ -101,7 +100,7 @@ class TemplatePairs(Dataset):
                 raise ValueError(f"`ndim` must be 2 or 3, got {ndim!r}.")
             brain = (brain_slice if ndim == 2 else brain_volume)(parcels=parcels)
             template, template_labels = brain.image, brain.labels
-        _check_template(template, template_labels)
+        check_template(template, template_labels)
         device = template.device if device is None else torch.device(device)
         self.template = template.to(device)
         self.template_labels = None if template_labels is None else template_labels.to(device)
@@ -119,14 +118,14 @@ class TemplatePairs(Dataset):
                                 dtype=self.template.dtype)
 
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        index = _check_index(index, self.length)
+        index = check_index(index, self.length)
         generator = make_generator(item_seed(self.seed, index))
         first = self._random_transform(generator)
         if self.mode == "atlas_to_subject":
             fixed = subject_from_disp(self.template, self.template_labels, first, **self.intensity_options,
                                       seed=generator)
             atlas_labels = None if self.template_labels is None else self.template_labels.clone()
-            return _without_batch({"moving": self.template.clone(), "fixed": fixed.image,
+            return without_batch({"moving": self.template.clone(), "fixed": fixed.image,
                                    "moving_labels": atlas_labels, "fixed_labels": fixed.labels,
                                    "disp": first})
         second = self._random_transform(generator)
@@ -135,7 +134,7 @@ class TemplatePairs(Dataset):
         fixed = subject_from_disp(self.template, None, warps.compose(first, second),
                                   **self.intensity_options, seed=generator)
         fixed_labels = None if moving.labels is None else warps.warp_labels(moving.labels, second)
-        return _without_batch({"moving": moving.image, "fixed": fixed.image, "moving_labels": moving.labels,
+        return without_batch({"moving": moving.image, "fixed": fixed.image, "moving_labels": moving.labels,
                                "fixed_labels": fixed_labels, "disp": second})
 
 
@@ -179,7 +178,7 @@ class SynthMorphPairs(Dataset):
                  same_contrast: float = 0.5, blur: float = 1.0, gamma: float = 0.25, bias: float = 0.3,
                  noise: float = 0.05, seed: int = 0, device=None):
         self.length = check_positive_int(length, "length")
-        self.shape = _check_shape(shape)
+        self.shape = check_shape(shape)
         check_positive_int(num_labels, "num_labels", minimum=2)
         self.same_contrast = check_number(same_contrast, "same_contrast")
         if self.same_contrast > 1:
@@ -198,10 +197,10 @@ class SynthMorphPairs(Dataset):
         return self.length
 
     def _uniform(self, generator, low: float, high: float) -> float:
-        return low + (high - low) * float(_rand((), generator, "cpu", torch.float64))
+        return low + (high - low) * float(random_uniform((), generator, "cpu", torch.float64))
 
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        index = _check_index(index, self.length)
+        index = check_index(index, self.length)
         generator = make_generator(item_seed(self.seed, index))
         moving_labels = synth_labels(self.shape, **self.label_options, seed=generator, device=self.device)
         magnitude = self._uniform(generator, *self.magnitude)
@@ -210,9 +209,9 @@ class SynthMorphPairs(Dataset):
         fixed_labels = warps.warp_labels(moving_labels, disp)
         contrast = None   # each image draws its own grey level per label ...
         if self._uniform(generator, 0, 1) < self.same_contrast:   # ... or both share one contrast
-            contrast = _rand((1, self.image_options["num_labels"]), generator, moving_labels.device,
+            contrast = random_uniform((1, self.image_options["num_labels"]), generator, moving_labels.device,
                              torch.float32)
-        return _without_batch({
+        return without_batch({
             "moving": synth_image(moving_labels, **self.image_options, seed=generator, intensities=contrast),
             "fixed": synth_image(fixed_labels, **self.image_options, seed=generator, intensities=contrast),
             "moving_labels": moving_labels, "fixed_labels": fixed_labels, "disp": disp,
@@ -237,7 +236,7 @@ class LargeDeformationPairs(Dataset):
     def __init__(self, length: int = 64, shape: Sequence[int] = (64, 64), magnitude: float = 12.0,
                  min_magnitude: float | None = None, seed: int = 0, device=None):
         self.length = check_positive_int(length, "length")
-        self.shape = _check_shape(shape)
+        self.shape = check_shape(shape)
         self.magnitude = float(magnitude)
         self.min_magnitude = self.magnitude if min_magnitude is None else float(min_magnitude)
         if not 0 <= self.min_magnitude <= self.magnitude:
@@ -250,13 +249,13 @@ class LargeDeformationPairs(Dataset):
         return self.length
 
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        index = _check_index(index, self.length)
+        index = check_index(index, self.length)
         seed = item_seed(self.seed, index)
-        fraction = float(_rand((), make_generator(seed + 1), "cpu", torch.float64))
+        fraction = float(random_uniform((), make_generator(seed + 1), "cpu", torch.float64))
         magnitude = self.min_magnitude + fraction * (self.magnitude - self.min_magnitude)
         pair = large_deformation_pair(self.shape, "large_warp", magnitude=magnitude, seed=seed,
                                       device=self.device)
-        return _without_batch(pair)
+        return without_batch(pair)
 
 
 # ---------------------------------------------------------------------------
@@ -315,7 +314,7 @@ class NiftiPairs(Dataset):
         return volume
 
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        pair = self.pairs[_check_index(index, len(self.pairs))]
+        pair = self.pairs[check_index(index, len(self.pairs))]
         return {key: self._load(key, path)[0] for key, path in pair.items() if path is not None}
 
     def check(self) -> None:

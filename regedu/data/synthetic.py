@@ -31,7 +31,7 @@ from ..checks import (
     check_number,
     check_positive_int,
     check_shape,
-    check_tensor,
+    check_template,
 )
 from ..filters import gaussian_smooth
 
@@ -327,22 +327,7 @@ def _default_template(ndim: int, device):
     return brain.image, brain.labels
 
 
-def _check_template(template: torch.Tensor, labels: torch.Tensor | None) -> None:
-    check_image(template, "template")
-    check_floating(template, "template")
-    if template.shape[:2] != (1, 1):
-        raise ValueError(
-            f"`template` must be one single-channel image (1, 1, *spatial), got {tuple(template.shape)}. "
-            f"Use `batch=` for several subjects."
-        )
-    if labels is not None:
-        check_tensor(labels, "template_labels")
-        if labels.is_floating_point() or tuple(labels.shape) != tuple(template.shape):
-            raise ValueError(
-                f"`template_labels` must be an integer map shaped like the template "
-                f"{tuple(template.shape)}, got dtype {labels.dtype} and shape {tuple(labels.shape)}. "
-                f"Convert a float map with labels.round().long()."
-            )
+_check_template = check_template  # its old private name here
 
 
 def synth_subject(template: torch.Tensor | None = None, template_labels: torch.Tensor | None = None,

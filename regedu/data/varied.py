@@ -34,15 +34,15 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import warps
-from ..checks import check_choice, check_image, check_number, check_positive_int, check_range
-from .datasets import _check_index, _without_batch, item_seed
+from ..checks import check_choice, check_image, check_index, check_number, check_positive_int, check_range
+from .datasets import item_seed, without_batch
 from .samples import brain_volume
 from .synthetic import (
-    _rand,
     augment_intensity,
     gaussian_blur,
     make_generator,
     random_transform,
+    random_uniform,
     smooth_noise,
     subject_from_disp,
 )
@@ -185,7 +185,7 @@ def add_synthetic_head(image: torch.Tensor, mask: torch.Tensor, gap: float = 1.5
     wobble = 1 + variation * smooth_noise(spatial, max(spatial) / 4, 1, batch, generator, image.device,
                                           image.dtype).clamp(-1, 1)
     edges = torch.cumsum(torch.tensor(widths, device=image.device, dtype=image.dtype), 0)
-    levels = _rand((batch, 2), generator, image.device, image.dtype)
+    levels = random_uniform((batch, 2), generator, image.device, image.dtype)
     skull_value = 0.02 + 0.13 * levels[:, 0]
     scalp_value = 0.5 + 0.4 * levels[:, 1]
     view = (batch,) + (1,) * (ndim + 1)
@@ -200,7 +200,7 @@ def add_synthetic_head(image: torch.Tensor, mask: torch.Tensor, gap: float = 1.5
 
 def _uniform(generator, low: float, high: float) -> float:
     """One number uniform in [low, high) from ``generator``."""
-    return low + (high - low) * float(_rand((), generator, "cpu", torch.float64))
+    return low + (high - low) * float(random_uniform((), generator, "cpu", torch.float64))
 
 
 class _VariedPairs(Dataset):
@@ -248,13 +248,13 @@ class _VariedPairs(Dataset):
         return gaussian_blur(image, _uniform(generator, 0, self.blur))
 
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
-        index = _check_index(index, self.length)
+        index = check_index(index, self.length)
         generator = make_generator(item_seed(self.seed, index))
         template, labels = self._template(generator)
         first, second = self._transform(generator), self._transform(generator)
         moving = subject_from_disp(template, labels, first, 0.0, 0.0, 0.0, generator)
         fixed = subject_from_disp(template, None, warps.compose(first, second), 0.0, 0.0, 0.0, generator)
-        return _without_batch({
+        return without_batch({
             "moving": self._appearance(moving.image, generator),
             "fixed": self._appearance(fixed.image, generator),
             "moving_labels": moving.labels,

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from .. import kernels
-from ..checks import check_positive_int
+from ..checks import check_features, check_ndim, check_positive_int
 from .base import AffineRegistration, Registration, check_model_inputs, remembers_arguments
-from .unet import ConvBlock, _check_features, _check_ndim, memory_format_for
+from .unet import ConvBlock, memory_format_for
 
 __all__ = ["AffineNet", "Cascade", "centred_to_voxel_affine"]
 
@@ -70,9 +70,9 @@ class AffineNet(nn.Module):
     def __init__(self, ndim: int, in_channels: int = 1, features: Sequence[int] = (16, 32, 64, 64, 64),
                  init_std: float = 1e-5, channels_last: bool = True):
         super().__init__()
-        self.ndim = _check_ndim(ndim)
+        self.ndim = check_ndim(ndim)
         self.in_channels = check_positive_int(in_channels, "in_channels")
-        features = _check_features(features, "features")
+        features = check_features(features, "features")
         blocks, previous = [], 2 * in_channels
         for channels in features:
             blocks.append(ConvBlock(ndim, previous, channels, stride=2))

@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import kernels
-from ..checks import check_choice, check_positive_int
+from ..checks import check_choice, check_ndim, check_positive_int
 from .base import PADDING_MODES, PyramidRegistration, Registration, check_model_inputs, remembers_arguments
-from .unet import _check_ndim
 from .voxelmorph import FlowNet
 
 __all__ = ["PyramidNet", "downsample_image"]
@@ -78,7 +77,7 @@ class PyramidNet(nn.Module):
                  decoder: Sequence[int] = (32, 32, 32, 16, 16), separable: bool = False,
                  padding: str = "replicate", channels_last: bool = True, fused_upsampling: bool = True):
         super().__init__()
-        self.ndim = _check_ndim(ndim)
+        self.ndim = check_ndim(ndim)
         self.levels = check_positive_int(levels, "levels")
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.diffeomorphic = bool(diffeomorphic)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_image, check_positive_int
+from ..checks import check_features, check_image, check_ndim, check_positive_int
 
 __all__ = [
     "UNet", "ConvBlock", "UpConvBlock", "PointwiseConv", "DepthwiseConv", "conv_layer", "upsample_conv",
@@ -53,22 +53,6 @@ NEGATIVE_SLOPE = 0.2
 def memory_format_for(ndim: int) -> torch.memory_format:
     """Channels-last layout for a ``ndim``-D image batch (channels stored innermost)."""
     return torch.channels_last if ndim == 2 else torch.channels_last_3d
-
-
-def _check_ndim(ndim) -> int:
-    if ndim not in (2, 3) or isinstance(ndim, bool):
-        raise ValueError(f"`ndim` must be 2 or 3 (the number of spatial axes), got {ndim!r}.")
-    return ndim
-
-
-def _check_features(features, name: str) -> tuple[int, ...]:
-    if isinstance(features, (str, bytes)) or not isinstance(features, Sequence) or len(features) == 0:
-        raise ValueError(
-            f"`{name}` must be a non-empty list of channel counts, e.g. (16, 32), got {features!r}."
-        )
-    for count in features:
-        check_positive_int(count, f"every entry of `{name}`")
-    return tuple(features)
 
 
 def conv_layer(ndim: int, in_channels: int, out_channels: int, separable: bool = False,
@@ -259,11 +243,11 @@ class UNet(nn.Module):
                  decoder: Sequence[int] = (32, 32, 32, 32, 32, 16, 16), separable: bool = False,
                  fused_upsampling: bool = True, channels_last: bool = True):
         super().__init__()
-        self.ndim = _check_ndim(ndim)
+        self.ndim = check_ndim(ndim)
         self.memory_format = memory_format_for(ndim) if channels_last else torch.contiguous_format
         self.in_channels = check_positive_int(in_channels, "in_channels")
-        encoder = _check_features(encoder, "encoder")
-        decoder = _check_features(decoder, "decoder")
+        encoder = check_features(encoder, "encoder")
+        decoder = check_features(decoder, "decoder")
         levels = len(encoder)
         if len(decoder) < levels + 1:
             raise ValueError(

@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from .. import kernels
-from ..checks import check_choice, check_positive_int
+from ..checks import check_choice, check_ndim, check_positive_int
 from .base import PADDING_MODES, Registration, VelocityRegistration, check_model_inputs, remembers_arguments
-from .unet import UNet, _check_ndim, conv_layer
+from .unet import UNet, conv_layer
 
 __all__ = ["VoxelMorph", "FlowNet"]
 
@@ -89,7 +89,7 @@ class VoxelMorph(nn.Module):
                  decoder: Sequence[int] = (32, 32, 32, 32, 32, 16, 16), separable: bool = False,
                  padding: str = "replicate", channels_last: bool = True, fused_upsampling: bool = True):
         super().__init__()
-        self.ndim = _check_ndim(ndim)
+        self.ndim = check_ndim(ndim)
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.diffeomorphic = bool(diffeomorphic)
         self.int_steps = check_positive_int(int_steps, "int_steps", minimum=1 if diffeomorphic else 0)
