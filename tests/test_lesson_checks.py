@@ -23,6 +23,7 @@ LEARNED_LESSONS = [
     "05_diffeomorphic",
     "06_multiscale",
     "08_multimodal_and_synthmorph",
+    "09_real_data_and_capstone",
 ]
 
 # run first in the kernel: every state dict loaded into a network is ignored, so each "trained"

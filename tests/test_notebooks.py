@@ -31,6 +31,7 @@ COURSE = [
     "06_multiscale",
     "07_3d_brains_and_nifti",
     "08_multimodal_and_synthmorph",
+    "09_real_data_and_capstone",
 ]
 BUILT = sorted(path.stem for path in BUILD.glob("[0-9][0-9]_*.py"))
 

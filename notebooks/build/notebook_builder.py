@@ -45,7 +45,8 @@ class Notebook:
 
     def __init__(self, name: str):
         self.name = name
-        self._cells: list[tuple[str, str, str, str | None]] = []  # (kind, student, solution, expect)
+        # (kind, student (None: solutions only), solution, expect)
+        self._cells: list[tuple[str, str | None, str, str | None]] = []
         self._exercises = 0
 
     def markdown(self, text: str) -> None:
@@ -58,6 +59,11 @@ class Notebook:
         if expect is not None:
             source = f"{CHECK_OUTPUT}\n{source}"
         self._cells.append(("code", source, source, expect))
+
+    def instructor_note(self, text: str) -> None:
+        """A markdown cell in the solutions notebook only (e.g. a marking rubric for an open exercise);
+        the student notebook has no cell there."""
+        self._cells.append(("markdown", None, _clean(text), None))
 
     def exercise(self, prompt: str, starter: str, solution: str) -> None:
         """An exercise: the ``prompt`` (markdown), then a code cell holding ``starter`` in the
@@ -75,6 +81,8 @@ class Notebook:
         }
         for index, (kind, student, worked, expect) in enumerate(self._cells):
             source = worked if solution else student
+            if source is None:  # an instructor's note: solutions only
+                continue
             cell_id = hashlib.sha1(f"{self.name}:{index}".encode()).hexdigest()[:8]
             if kind == "markdown":
                 cell = nbformat.v4.new_markdown_cell(source, id=cell_id)

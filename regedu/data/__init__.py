@@ -6,8 +6,9 @@ toy shapes), :mod:`~regedu.data.datasets` (torch Datasets of registration pairs)
 :mod:`~regedu.data.varied` (varied 2D brain pairs: every level, orientation, deformation size,
 contrast, with or without a head, for networks that generalise), :mod:`~regedu.data.pairs` (which
 NIfTI files make the pairs, and one pair loaded ready to register), :mod:`~regedu.data.check`
-(what may go wrong with a pair, before registering it) and :mod:`~regedu.data.landmarks`
-(landmarks with known true positions, for the target registration error).
+(what may go wrong with a pair, before registering it), :mod:`~regedu.data.landmarks`
+(landmarks with known true positions, for the target registration error) and
+:mod:`~regedu.data.oasis` (the prepared OASIS folders of real pairs, or a stand-in in their layout).
 """
 
 from .check import PairReport, check_pair
@@ -28,6 +29,7 @@ from .io import (
     unpad,
 )
 from .landmarks import LANDMARK_PLACES, landmarks, map_landmarks
+from .oasis import OASIS_DATASETS, data_roots, fetch_command, find_oasis, write_oasis_stand_in
 from .pairs import NiftiPair, collect_pairs, load_pair, read_pair_list, warp_moving
 from .samples import TISSUE_NAMES, Brain, brain_label_names, brain_slice, brain_volume, load_brain
 from .shapes import disk, large_deformation_pair, letter_c, letter_o, square
@@ -128,4 +130,10 @@ __all__ = [
     "load_pair",
     "read_pair_list",
     "warp_moving",
+    # real inter-subject pairs: prepared OASIS folders, or a stand-in in their layout
+    "OASIS_DATASETS",
+    "data_roots",
+    "fetch_command",
+    "find_oasis",
+    "write_oasis_stand_in",
 ]
