@@ -249,8 +249,11 @@ def lesson02_results(flipped_dice: float, flipped_tre: float) -> dict:
     def per_item(value):  # TRE: (pairs,)
         return torch.full((2,), value)
 
+    from test_lesson02_depth import depth_results  # what sections 9-13 leave (issue 14, graduate depth)
+
     pipeline = "default (affine+bspline+dense)"
     return {
+        **depth_results(),
         "torch": torch,
         "found": {("same", "mse"): True, ("inverted", "mi"): True, ("inverted", "mse"): False},
         "compared": {"before": per_pair(0.5), "affine": per_pair(0.75), pipeline: per_pair(0.93)},

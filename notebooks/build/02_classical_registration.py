@@ -7,12 +7,15 @@ nb = Notebook("02_classical_registration")
 nb.markdown("""
     # 02 · Classical registration
 
-    **What you will learn (about 45 minutes):** how a similarity measure scores an alignment, and what its
+    **What you will learn (about 75 minutes):** how a similarity measure scores an alignment, and what its
     *landscape* over shifts looks like (with a slider); affine registration by gradient descent, watching the
     loss fall live; dense deformable registration and what the regularisation weight does (with a slider);
     two other classics, demons and B-splines; why registration runs coarse to fine (multi-resolution); and
     how to judge a result: Dice overlap and HD95 of labels, target registration error (TRE) of landmarks,
-    checkerboard, difference image and Jacobian map, and why Dice and TRE can disagree.
+    checkerboard, difference image and Jacobian map, and why Dice and TRE can disagree. Sections 9 to 13 go
+    deeper, each measured on these pairs: why the optimiser needs its parameters scaled (rotation against
+    translation), where it starts (centre of mass, geometric centre, exhaustive search), masks, the
+    B-spline's control spacing, and symmetric (inverse-consistent) registration.
 
     *Classical* means: no training. For each pair of images, an optimiser searches for the transform that
     makes `warp(moving, disp)` look like `fixed`. Every method here is one call of
@@ -502,6 +505,465 @@ nb.markdown("""
     images for surgery) landmarks decide, which is why lung CT benchmarks such as DIR-Lab's 4D CT and
     Learn2Reg's lung tasks score registrations by the TRE of expert landmarks. Symmetry, a flip, or tissue
     sliding along a border that a label does not mark, all keep Dice high and move the points.
+""")
+
+nb.markdown("""
+    ## 9. Optimiser and parameter scaling
+
+    Sections 9 to 13 open the choices that section 3's one call hid. First, the optimiser. A rigid transform
+    in 2D has three parameters: an angle, in radians, and a shift of two numbers, in voxels. Gradient
+    descent moves each parameter by *step size × gradient*, in that parameter's own unit. A turn by a small
+    angle δ (radians) moves a point at distance ρ from the centre by about ρ·δ voxels, so for a brain whose
+    voxels lie on average `r` voxels from the centre, the loss reacts to a radian about as much as to `r`
+    voxels of shift, and its curvature (how fast the slope changes) is of the order of `r²` times larger.
+    One step size cannot suit both.
+
+    To see it, we rotate the fixed image by 12° and shift it by (6, −4) voxels, so that the answer is known
+    exactly, and fit the rigid transform back by hand: 100 steps of gradient descent on the pyramid's middle
+    level (half resolution, MSE: the two images have the same intensities), six step sizes at once. Once in
+    the raw units (radians, voxels), and once *scaled*: the angle measured as an arc length in voxels at
+    radius `r` (`angle = p / r`), which gives every parameter the same unit.
+
+    **Predict before you run the cell:** in raw units, is there a step size that brings both the rotation
+    (within 0.5°) and the shift (within 0.5 voxel) home in 100 steps? And in scaled units?
+""")
+
+nb.code("""
+    import math
+
+    from regedu.classical import pyramid_shapes
+    from regedu.classical.common import downsample
+
+    TRUE_ANGLE, TRUE_SHIFT = math.radians(12.0), (6.0, -4.0)  # radians; voxels of the full-resolution grid
+    CONVERGED = torch.tensor([0.5, 0.5])  # a fit has converged within 0.5 degree and 0.5 voxel
+    true_rigid = warps.compose_affine(warps.translation([TRUE_SHIFT], device=device),
+                                      warps.rotation(TRUE_ANGLE, shape, device=device))
+    moved = warps.warp(fixed, warps.affine_to_disp(true_rigid, shape))  # the fixed image, rigidly moved
+    half = pyramid_shapes(shape, 2)[0]  # the pyramid's middle level (half resolution): 49 x 57 voxels
+    to_full = torch.tensor([(n - 1) / (m - 1) for n, m in zip(shape, half)], device=device)  # voxel sizes
+    fixed_half, moved_half = downsample(fixed, half), downsample(moved, half)
+    brain_half = downsample((fixed_labels > 0).float(), half)[0, 0] > 0.5
+    centre = torch.tensor([(n - 1) / 2 for n in half], device=device).view(2, 1, 1)
+    radius = float((warps.identity_grid(half, device) - centre).norm(dim=0)[brain_half].mean())  # voxels
+
+
+    def rigid_loss(angles, shifts):
+        \"\"\"MSE between `moved_half` and `fixed_half` moved by each rigid transform: angles (R,) in radians,
+        shifts (R, 2) in voxels of the half-resolution grid; returns (R,), one loss per run.\"\"\"
+        turns = warps.rotation(angles[:, None], half, device=device)
+        A = warps.compose_affine(warps.translation(shifts), turns)
+        sampled = warps.warp(fixed_half.expand(len(angles), -1, -1, -1), warps.affine_to_disp(A, half))
+        return ((moved_half - sampled) ** 2).flatten(1).mean(dim=1)
+
+
+    def rigid_descent(step_sizes, angle_unit, shift_unit, steps=100, adam=False):
+        \"\"\"Fit the rigid transform by plain gradient descent (or Adam), one run per step size, all at once.
+
+        The optimiser sees p = (angle / angle_unit, shift / shift_unit): a unit is how far one step of size 1
+        along the parameter moves (radians; half-resolution voxels). Returns the errors after each step,
+        (steps, runs, 2): rotation in degrees, shift in full-resolution voxels.\"\"\"
+        lr = torch.tensor(step_sizes, device=device)
+        p = torch.zeros(len(step_sizes), 3, device=device, requires_grad=True)
+        adam_optimiser = torch.optim.Adam([p], lr=step_sizes[0]) if adam else None
+        errors = []
+        for _ in range(steps):
+            angles, shifts = p[:, 0] * angle_unit, p[:, 1:] * shift_unit
+            gradient, = torch.autograd.grad(rigid_loss(angles, shifts).sum(), p)  # each run its own gradient
+            with torch.no_grad():
+                if adam:
+                    p.grad = gradient
+                    adam_optimiser.step()
+                else:
+                    p -= lr[:, None] * gradient  # the whole of gradient descent: step = step size x gradient
+                turn = torch.remainder(p[:, 0] * angle_unit - TRUE_ANGLE + math.pi, 2 * math.pi) - math.pi
+                shift = p[:, 1:] * shift_unit * to_full - torch.tensor(TRUE_SHIFT, device=device)
+                errors.append(torch.stack([turn.abs().rad2deg(), shift.norm(dim=1)], dim=1))
+        return torch.stack(errors).cpu()
+
+
+    STEP_SIZES = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+    raw = rigid_descent(STEP_SIZES, 1.0, 1.0)  # p = (radians, voxels)
+    scaled = rigid_descent(STEP_SIZES, 1.0 / radius, 1.0)  # p = (voxels of arc at radius r, voxels)
+    raw_converged = (raw[-1] < CONVERGED).all(dim=1)
+    scaled_converged = (scaled[-1] < CONVERGED).all(dim=1)
+    print(f"mean distance of the brain's voxels from the centre: r = {radius:.1f} voxels (half resolution)")
+    print(f"{'step size':>9} | {'raw units: rotation, shift':>30} | {'scaled: rotation, shift':>30}")
+    for k, lr in enumerate(STEP_SIZES):
+        cells = [f"{errors[-1, k, 0]:9.2f}° {errors[-1, k, 1]:6.2f} voxels "
+                 f"{'converged' if done[k] else '':>9}"
+                 for errors, done in ((raw, raw_converged), (scaled, scaled_converged))]
+        print(f"{lr:>9g} | {cells[0]} | {cells[1]}")
+
+    answer = torch.tensor([TRUE_ANGLE, *(s / f for s, f in zip(TRUE_SHIFT, to_full.tolist()))], device=device)
+    hessian = torch.autograd.functional.hessian(lambda q: rigid_loss(q[:1], q[None, 1:]).sum(), answer)
+    curvature = hessian.diagonal()  # of the loss along the angle (per radian²) and the shift (per voxel²)
+    curvature_ratio = float(curvature[0] / curvature[1:].mean())
+    print(f"curvature of the loss at the answer: rotation / shift = {curvature_ratio:.0f} in raw units "
+          f"(r² = {radius ** 2:.0f}), {curvature_ratio / radius ** 2:.2f} scaled")
+    arc = torch.tensor([radius ** -2, 1, 1], device=device)  # scaled curvature = raw curvature x this
+    limits = {"raw units": 2 / curvature, "scaled": 2 / (curvature * arc)}
+    print("largest step size that does not overshoot (2 / curvature): " + "; ".join(
+        f"{units}: rotation {float(limit[0]):.3g}, shift {float(limit[1:].min()):.3g}"
+        for units, limit in limits.items()))
+""")
+
+nb.code("""
+    extent = torch.tensor([n - 1 for n in half], device=device)  # voxels per unit of "fraction of the image"
+    adam_raw = rigid_descent((0.01,), 1.0, 1.0, adam=True)  # Adam, lr 0.01, in radians and voxels
+    adam_regedu = rigid_descent((0.01,), 1.0, extent, adam=True)  # ... in regedu's units: radians, fractions
+    print(f"after 100 steps of Adam, lr 0.01: in radians and voxels {adam_raw[-1, 0, 0]:.2f}° and "
+          f"{adam_raw[-1, 0, 1]:.2f} voxels off; in regedu's units {adam_regedu[-1, 0, 0]:.2f}° and "
+          f"{adam_regedu[-1, 0, 1]:.2f} voxels off")
+    curves = {
+        "gradient descent": {f"{units}, step {lr:g}": errors[:, STEP_SIZES.index(lr)]
+                             for units, errors, lr in (("raw units", raw, 3.0), ("raw units", raw, 10.0),
+                                                       ("scaled", scaled, 10.0), ("scaled", scaled, 30.0))},
+        "Adam, lr 0.01": {"radians and voxels": adam_raw[:, 0], "regedu's units": adam_regedu[:, 0]},
+    }
+    fig, axes = viz.new_figure(2, 2, width=2 * 4.6, height=2 * 2.9)
+    for row, (optimiser, runs_shown) in enumerate(curves.items()):
+        for column, what in enumerate(("rotation error (degrees)", "shift error (voxels)")):
+            ax = axes[row, column]
+            for name, errors in runs_shown.items():
+                ax.semilogy(errors[:, column].clamp_min(1e-3), label=name)
+            ax.axhline(float(CONVERGED[column]), color="grey", linestyle=":")
+            ax.set(xlabel="step", ylabel=what, title=f"{optimiser}: {what.split(' (')[0]}")
+        axes[row, 1].legend(fontsize="x-small")
+    fig
+""")
+
+nb.markdown("""
+    What to look for: in raw units, no step size in the table converges, and the printed limits say why.
+    Along one parameter, gradient descent overshoots once the step size passes 2 / curvature: in raw units
+    that is about 1 for the rotation and over 100 for the shift. Steps of 1 or less keep the rotation stable
+    but move the shift slowly (still more than 4 voxels off after 100 steps); steps of 10 or more would suit
+    the shift alone but throw the rotation about by tens to hundreds of degrees. Step 3, in between (top row
+    of the figure), brings the shift within a voxel but leaves the rotation jumping by degrees. The two
+    curvatures differ by a factor of the same order as `r²`, as the arc-length argument predicts (not equal
+    to it: the edges that carry the signal are not all at distance `r`). Scaled, the two limits are close,
+    and every step size from 10 to 100 converges; the smaller ones are merely slow.
+
+    regedu's `register_affine` uses **Adam** (bottom row), which divides each step by a running average of
+    the gradient's size: every parameter then moves about `lr` per step *in its own unit*, whatever its
+    curvature. That cures the curvature ratio, not the units: with lr = 0.01 a step turns by 0.01 radian
+    (0.6°) but shifts by 0.01 voxel, and after 100 steps the shift is still more than 4 voxels off. So
+    regedu measures the translation in fractions of the image extent (0.01 is about half a voxel on this
+    level, a voxel at full resolution; `help(regedu.classical.affine)` explains its units),
+    and then one `lr` fits every parameter: the curves labelled "regedu's units" converge. (Their wiggles
+    are Adam's momentum at a constant step size; `register_affine` also lowers its step size over each
+    level.) ITK's optimisers ask for the same thing under the name *parameter scales*.
+
+    ## 10. Initialisation: where the optimiser starts
+
+    Gradient descent finds the bottom of the valley it starts in. `register_affine` starts from the
+    identity (`init="identity"`: on one shared grid, that aligns the images' geometric centres) or, by
+    default, from the translation that aligns the two **centres of mass** (`init="com"`: intensity-weighted
+    mean positions, one line of arithmetic). Neither guesses a rotation. A third start is a coarse
+    **exhaustive search**: try rotations every 30° about the centres of mass, keep the one with the lowest
+    loss, and run gradient descent from there (FSL's FLIRT searches this way before it optimises).
+
+    We put the pairs on a larger canvas (40 voxels of zeros on every side) and move each moving image by 36
+    voxels along both axes (about half the brain's width), once without and once with a turn of 90°.
+    A registration *converges* here if its TRE ends within 3 voxels (section 3's affine reached about 1).
+    **Predict:** which of the three starts converges in each case?
+""")
+
+nb.code("""
+    import torch.nn.functional as F
+
+    from regedu.classical.affine import centre_of_mass
+    from regedu.classical.common import rescale_min_max
+
+    PAD = 40  # voxels of zeros on every side, so that the moved brains stay on the canvas
+    SEARCH_STEP = 30  # degrees between the rotations the exhaustive search tries
+    CONVERGED_TRE = 3.0  # voxels
+    canvas_moving, canvas_fixed = F.pad(moving_all, (PAD,) * 4), F.pad(fixed_all, (PAD,) * 4)
+    canvas = tuple(canvas_fixed.shape[2:])
+    canvas_points, canvas_true_points = points_all + PAD, true_points_all + PAD
+
+
+    def rigid_on_canvas(degrees, shift):
+        \"\"\"Affine (1, 2, 3): a turn by `degrees` about the canvas centre, then shifts by `shift`.\"\"\"
+        return warps.compose_affine(warps.translation([shift], device=device),
+                                    warps.rotation(math.radians(degrees), canvas, device=device))
+
+
+    def points_after(points, A):
+        \"\"\"Where points (B, N, 2) of an image lie once it is warped with the affine A (1, 2, 3): the warped
+        image shows at y what the image had at A y, so a point p moves to A^-1 p.\"\"\"
+        return (points - A[0, :, 2]) @ torch.linalg.inv(A[0, :, :2]).T
+
+
+    def rotation_search(moving, fixed, step=SEARCH_STEP):
+        \"\"\"Exhaustive search over rotations every `step` degrees about the centres of mass, each scored by
+        local NCC at half resolution. Returns the best start of each pair (B, 2, 3), the loss of every
+        angle (angles, B) and the angles.\"\"\"
+        com_moving = centre_of_mass(rescale_min_max(moving))  # (B, 2) voxel indices, as init="com" uses
+        com_fixed = centre_of_mass(rescale_min_max(fixed))
+        coarse = pyramid_shapes(fixed.shape[2:], 2)[0]  # half resolution
+        fixed_coarse = downsample(fixed, coarse)
+        angles = list(range(-180, 180, step))
+        starts, scores = [], []
+        for degrees in angles:
+            turn = warps.rotation(math.radians(degrees), canvas, device=device)[:, :, :2]
+            turn = turn.expand(len(moving), 2, 2)
+            offset = com_moving - (turn @ com_fixed[..., None])[..., 0]  # fixed centre samples moving centre
+            start = torch.cat([turn, offset[..., None]], dim=-1)
+            candidate = downsample(warps.warp(moving, warps.affine_to_disp(start, canvas)), coarse)
+            scores.append(torch.stack([losses.ncc(fixed_coarse[i:i + 1], candidate[i:i + 1])
+                                       for i in range(len(moving))]))
+            starts.append(start)
+        scores = torch.stack(scores)
+        best = scores.argmin(dim=0).tolist()
+        return torch.stack([starts[b][i] for i, b in enumerate(best)]), scores, angles
+
+
+    def affine_from(start, moving, fixed):
+        \"\"\"register_affine from `start` (B, 2, 3): warp the moving image with it, register, compose.\"\"\"
+        prewarped = warps.warp(moving, warps.affine_to_disp(start, canvas))
+        result = regedu.register(prewarped, fixed, method="affine", init="identity",
+                                 iterations=AFFINE_ITERATIONS, progress=False)
+        return warps.compose_affine(start, result.affine)
+
+
+    turned = "shifted, turned 90°"
+    SCENARIOS = {"shifted": (0.0, (36.0, -36.0)), turned: (90.0, (36.0, -36.0))}
+    init_tre, search_scores = {}, {}
+    for scenario, (degrees, shift) in SCENARIOS.items():
+        moved_far = rigid_on_canvas(degrees, shift)
+        far = warps.warp(canvas_moving, warps.affine_to_disp(moved_far, canvas), padding="zeros")
+        truth = points_after(canvas_true_points, moved_far)  # the landmarks' true places in `far`
+        no_motion = torch.zeros(PAIRS, 2, *canvas, device=device)
+        init_tre[scenario, "before"] = metrics.tre(canvas_points, truth, no_motion)
+        for init, name in (("identity", "geometric centre"), ("com", "centre of mass")):
+            result = regedu.register(far, canvas_fixed, method="affine", init=init,
+                                     iterations=AFFINE_ITERATIONS, progress=False)
+            init_tre[scenario, name] = metrics.tre(canvas_points, truth, result.disp)
+        start, search_scores[scenario], search_angles = rotation_search(far, canvas_fixed)
+        found_affine = affine_from(start, far, canvas_fixed)
+        found_disp = warps.affine_to_disp(found_affine, canvas)
+        init_tre[scenario, "search"] = metrics.tre(canvas_points, truth, found_disp)
+    print(f"{'':>20} {'start':>17} {'mean TRE':>9}   converged (TRE < {CONVERGED_TRE:g} voxels)")
+    for (scenario, start_name), values in init_tre.items():
+        print(f"{scenario:>20} {start_name:>17} {float(values.mean()):9.2f}   "
+              f"{int((values < CONVERGED_TRE).sum())} of {PAIRS} pairs")
+""")
+
+nb.code("""
+    fig, axes = viz.new_figure(1, 1, width=4.8, height=3.0)
+    ax = axes[0, 0]
+    ax.plot(search_angles, search_scores[turned].cpu().numpy(), "o-", alpha=0.7)
+    ax.axvline(-SCENARIOS[turned][0], color="grey", linestyle=":", label="the turn that undoes 90°")
+    ax.set(xlabel="rotation tried (degrees)", ylabel="local NCC loss", title=f"exhaustive search, {turned}")
+    ax.legend(fontsize="x-small")
+    fig
+""")
+
+nb.markdown("""
+    What to look for: shifted by 36 voxels, the geometric-centre start fails on most pairs, while the centre
+    of mass puts the brains on top of each other and every pair converges. Turned by 90° as well, the centre
+    of mass no longer helps: gradient descent from 0° does not turn the brain that far, and both starts end
+    tens of voxels off on every pair. The search's loss (one line per pair) is lowest at −90°, the rotation
+    that undoes the turn, and gradient descent from there converges on every pair.
+
+    Its second-lowest loss is at +90°, 180° away from the answer: a brain is nearly symmetric, and a brain
+    upside down still lines up its outline. Here the right valley is clearly the deeper one; with a cruder
+    loss or a rounder object the two come closer, and a search can pick the wrong one. A search costs one
+    loss evaluation per candidate (12 here, far fewer than the iterations of one registration), but in 3D a
+    grid over three angles has 12³ = 1728 candidates at 30°, which is why tools search on coarse images.
+
+    ## 11. Masks: leaving voxels out of the loss
+
+    Sometimes part of one image has no counterpart in the other: a tumour, a resection cavity, a lesion that
+    appeared between two scans, or the skull and neck around a skull-stripped template. No transform can
+    match those voxels, and the optimiser, which sees only the loss, deforms healthy tissue trying. The
+    remedy is a **mask**: the loss counts only the voxels inside it (cost-function masking, Brett et al.,
+    2001).
+
+    regedu's methods have no `mask=` option, but `similarity=` takes any function `f(fixed, warped)`, and that
+    is enough: `masked_similarity` below hands the loss a warped image whose voxels outside the mask are
+    replaced by the fixed image's own, a perfect match that no transform can change, so those voxels add
+    nothing to the gradient. (It receives each pyramid level's images, so it resizes the mask to them.)
+
+    We cut a dark round cavity, 8 voxels in radius, into every fixed image, and register with the default
+    pipeline, once with the whole image in the loss and once with the cavity masked out (the same loss
+    function, local NCC, in both). The true field is known, so we measure the error of the field itself,
+    the end-point error (`metrics.end_point_error`), in the cavity and in a ring 8 voxels wide around it.
+    **Predict:** without the mask, is the field wrong only inside the cavity, or around it too?
+""")
+
+nb.code("""
+    LESION_CENTRE, LESION_RADIUS, RING = (40.0, 60.0), 8.0, 8.0  # voxels
+    offsets = warps.identity_grid(shape, device) - torch.tensor(LESION_CENTRE, device=device).view(2, 1, 1)
+    distance = offsets.norm(dim=0).expand(PAIRS, 1, *shape)  # from the cavity's centre, voxels
+    lesion = distance <= LESION_RADIUS  # (PAIRS, 1, 96, 112)
+    around = (distance > LESION_RADIUS) & (distance <= LESION_RADIUS + RING)
+    fixed_lesion = fixed_all.masked_fill(lesion, 0.0)  # a dark cavity in every fixed image
+
+
+    def masked_similarity(keep, similarity=losses.ncc):
+        \"\"\"A loss f(fixed, warped) that only counts the voxels where `keep` (B, 1, *spatial), on the fixed
+        grid, is 1: elsewhere the warped image is replaced by the fixed image itself.\"\"\"
+        def loss(fixed_level, warped_level):
+            weight = F.interpolate(keep.float(), size=fixed_level.shape[2:], mode="bilinear",
+                                   align_corners=True)
+            return similarity(fixed_level, weight * warped_level + (1 - weight) * fixed_level)
+        return loss
+
+
+    mask_runs, mask_scores = {}, {}
+    for name, keep in (("no mask", torch.ones_like(lesion)), ("cavity masked", ~lesion)):
+        loss = masked_similarity(keep)
+        result = regedu.register(moving_all, fixed_lesion, similarity=loss, iterations=ITERATIONS,
+                                 affine_options=dict(iterations=AFFINE_ITERATIONS, similarity=loss),
+                                 moving_labels=moving_labels_all, progress=False)
+        mask_runs[name] = result
+    mask_runs["no cavity (section 5)"] = final["default (affine+bspline+dense)"]
+    print(f"{'':>22}{'EPE cavity':>11}{'EPE ring':>10}{'Dice':>7}{'TRE':>7}   "
+          f"(means of {PAIRS} pairs; EPE and TRE in voxels)")
+    for name, result in mask_runs.items():
+        mask_scores[name] = [float(metrics.end_point_error(result.disp, true_disp_all, mask=region).mean())
+                             for region in (lesion.float(), around.float())]
+        dice_m = float(metrics.dice(result.warped_labels, fixed_labels_all).nanmean())
+        tre_m = float(metrics.tre(points_all, true_points_all, result.disp).mean())
+        print(f"{name:>22}{mask_scores[name][0]:11.2f}{mask_scores[name][1]:10.2f}{dice_m:7.3f}{tre_m:7.2f}")
+""")
+
+nb.code("""
+    first_brain = fixed_labels_all[:1] > 0  # the error maps show the first pair, inside its brain
+    errors = {name: (mask_runs[name].disp[:1] - true_disp_all[:1]).norm(dim=1, keepdim=True) * first_brain
+              for name in ("no mask", "cavity masked")}
+    largest = max(float(error.max()) for error in errors.values())
+    fig, axes = viz.new_figure(1, 3, width=3 * 3.6)
+    viz.show_image(fixed_lesion[:1], ax=axes[0, 0], orientation=True, title="fixed, with a cavity")
+    for ax, (name, error) in zip(axes[0, 1:], errors.items()):
+        viz.show_image(error, ax=ax, orientation=True, cmap="magma", vmin=0, vmax=largest, colorbar=True,
+                       title=f"field error, {name} (voxels)")
+    fig
+""")
+
+nb.markdown("""
+    What to look for: without the mask the field is wrong in the cavity and in the healthy tissue around it
+    (the error maps show the first pair, inside the brain): the optimiser squeezed and stretched the tissue
+    around the hole trying to match its dark inside, and the mean Dice drops. With the cavity
+    masked, the error in and around the cavity is about what it is when there is no cavity at all: inside
+    the hole the field is what the regularisation carries in from the tissue around it, close to the truth
+    here because the true field is smooth. A mask removes the pull of what cannot match; it cannot tell the
+    optimiser where tissue hidden by a lesion went.
+
+    ## 12. B-spline control spacing
+
+    Section 5's B-spline put a control point every 8 voxels (`control_spacing`, regedu's default for images
+    without a voxel size; 16 mm for those with one). The spacing sets what the field can express: detail
+    smaller than about one spacing cannot be followed, and fewer control points also make a smoother field.
+    We run `method="bspline"` alone (no dense refinement, so the spacing alone decides) from section 3's
+    affine, with spacings of 4, 8 and 16 voxels, and measure the field's smoothness by SDlogJ (section 4
+    printed it: the standard deviation of log det J over the image, 0 when every area is scaled alike).
+    **Predict:** which spacing gives the best Dice? Which the smoothest field?
+""")
+
+nb.code("""
+    SPACINGS = (4, 8, 16)  # voxels between control points
+    spacing_table, spacing_fields = {}, {}
+    print(f"{'spacing':>7}{'control points':>16}{'Dice':>7}{'TRE':>7}{'SDlogJ':>8}{'folding':>9}"
+          f"{'min det J':>10}{'seconds':>9}")
+    for control_spacing in SPACINGS:
+        result = regedu.register(moving_all, fixed_all, method="bspline", affine=affine.affine,
+                                 control_spacing=control_spacing, iterations=ITERATIONS,
+                                 moving_labels=moving_labels_all, progress=False)
+        grid_points = tuple(result.parameters["control_points"].shape[2:])
+        spacing_table[control_spacing] = dict(
+            dice=float(metrics.dice(result.warped_labels, fixed_labels_all).nanmean()),
+            tre=float(metrics.tre(points_all, true_points_all, result.disp).mean()),
+            sdlogj=float(metrics.sdlogj(result.disp).mean()),
+            folding=float(metrics.folding_fraction(result.disp).mean()),
+            min_det=float(metrics.min_jacobian(result.disp).min()), seconds=result.seconds)
+        spacing_fields[control_spacing] = result.disp[:1]
+        row = spacing_table[control_spacing]
+        print(f"{control_spacing:>7}{' x '.join(map(str, grid_points)):>16}{row['dice']:7.3f}"
+              f"{row['tre']:7.2f}{row['sdlogj']:8.3f}{100 * row['folding']:8.2f}%{row['min_det']:10.2f}"
+              f"{row['seconds']:9.1f}")
+    low, high = viz.jacobian_range(spacing_fields)
+    fig, axes = viz.new_figure(1, 3, width=3 * 3.9)
+    for ax, (control_spacing, field) in zip(axes[0], spacing_fields.items()):
+        viz.jacobian_map(field, ax=ax, orientation=True, vmin=low, vmax=high,
+                         title=f"spacing {control_spacing} voxels")
+    fig
+""")
+
+nb.markdown("""
+    What to look for: the 4-voxel grid has the most freedom and the least smooth field (the largest SDlogJ,
+    the most mottled Jacobian map), yet its Dice and TRE are worse than with 8 voxels. The true fields
+    of these pairs were made from random displacements of control points 16 voxels apart
+    (`data.TemplatePairs`' `smoothness`), so the extra freedom can only fit what the true field does not
+    contain, such as intensity differences and noise. The 16-voxel grid gives the smoothest field but no
+    better overlap than 8. The times are of the same order: in 2D an iteration's cost is mostly warping the
+    image and computing the loss at every voxel, the same for any grid. The default of 8 voxels was tuned
+    on 2 mm brains like these; where two images differ in finer detail, a finer grid can win, so measure it
+    on your own data.
+""")
+
+nb.markdown("""
+    ## 13. Symmetric and inverse-consistent registration
+
+    Register A to B, then B to A: the two answers should be each other's inverse, but they are two separate
+    optimisations, and nothing makes them agree: the result depends on which image is called fixed.
+    `metrics.inverse_consistency(forward, backward)` measures how far a round trip through both maps lands
+    from where it started (mean distance in voxels, 0 for exact inverses). We run the diffeomorphic method
+    `svf` (notebook 05) both ways, without an affine stage, so that each whole map is `exp(v)` of one
+    velocity field `v`.
+
+    A velocity field offers a way to make the answer symmetric: `exp(−v)` is the inverse of `exp(v)`
+    (exactly for the flow; up to the integration error once computed). If `v₁` is the velocity found for
+    A → B and `v₂` the one found for B → A, then `v₁` and `−v₂` are two estimates of the same thing; their
+    mean `v = (v₁ − v₂) / 2` gives the forward map `exp(v)` and the backward map `exp(−v)`, inverse to each
+    other by construction, and the same answer whichever image is called fixed (swapping the images swaps
+    `v₁` and `v₂`, which only flips the sign of `v`). This averaging is the idea of the symmetric log-domain
+    demons (Vercauteren et al., 2008); ANTs' SyN reaches symmetry another way, by warping both images to a
+    point halfway between them. **Predict:** how far apart (in voxels) are the two separate answers, and
+    does averaging cost accuracy?
+""")
+
+nb.code("""
+    forward = regedu.register(moving_all, fixed_all, method="svf", iterations=ITERATIONS,
+                              moving_labels=moving_labels_all, progress=False)
+    backward = regedu.register(fixed_all, moving_all, method="svf", iterations=ITERATIONS,
+                               moving_labels=fixed_labels_all, progress=False)
+    v = (forward.parameters["velocity"] - backward.parameters["velocity"]) / 2
+    symmetric = {"forward": warps.integrate(v, 7), "backward": warps.integrate(-v, 7)}  # svf's 7 steps
+    fixed_brain, moving_brain = (fixed_labels_all > 0).float(), (moving_labels_all > 0).float()
+    symmetry = {}
+    for name, (there, back) in {"separate": (forward.disp, backward.disp),
+                                "averaged velocity": (symmetric["forward"], symmetric["backward"])}.items():
+        dice_s = metrics.dice(warps.warp_labels(moving_labels_all, there), fixed_labels_all).nanmean()
+        tre_s = metrics.tre(points_all, true_points_all, there).mean()
+        symmetry[name] = dict(round_trip=metrics.inverse_consistency(there, back, mask=fixed_brain),
+                              other_way=metrics.inverse_consistency(back, there, mask=moving_brain),
+                              dice=float(dice_s), tre=float(tre_s))
+        row = symmetry[name]
+        print(f"{name:>18}: round trips B->A->B {float(row['round_trip'].mean()):.3f} and A->B->A "
+              f"{float(row['other_way'].mean()):.3f} voxels; Dice {row['dice']:.3f}, "
+              f"TRE {row['tre']:.2f} voxels")
+""")
+
+nb.code("""
+    residuals = {"separate": warps.compose(backward.disp[:1], forward.disp[:1]),
+                 "averaged velocity": warps.compose(symmetric["backward"][:1], symmetric["forward"][:1])}
+    largest = max(float(r.norm(dim=1).max()) for r in residuals.values())
+    fig, axes = viz.new_figure(1, 2, width=2 * 3.8)
+    for ax, (name, residual) in zip(axes[0], residuals.items()):
+        viz.show_image(residual.norm(dim=1, keepdim=True), ax=ax, orientation=True, cmap="magma", vmin=0,
+                       vmax=largest, colorbar=True, title=f"round-trip error, {name} (voxels)")
+    fig
+""")
+
+nb.markdown("""
+    What to look for: the two separate answers are each other's inverse only to about a tenth of a voxel
+    or more on average, and the left map shows where they disagree. The averaged velocity makes the round
+    trip exact to about a hundredth of a voxel, what is left being the error of computing `exp` by scaling
+    and squaring, and it costs at most a few thousandths of Dice and a few hundredths of a voxel of TRE
+    here. Symmetry matters when the two images play equal roles: a study of change between two scans should
+    not find a different change depending on which scan it called fixed.
 
     ## Exercises
 """)
@@ -566,6 +1028,12 @@ nb.markdown("""
 """)
 
 nb.code("""
+    SCALED_STEPS_THAT_CONVERGE = 2  # section 9: scaled, at least this many step sizes converge
+    MASK_GAIN = 2.0  # section 11: the mask cuts the field's error in and around the cavity at least this much
+    AS_IF_NO_CAVITY = 1.5  # ... to at most this many times the error of the pairs without a cavity
+    DICE_TIE = 0.005  # section 12: Dice within this much counts as no better
+    SYMMETRY_GAIN = 5.0  # section 13: averaging velocities makes the round trip at least this much more exact
+    DICE_SLACK, TRE_SLACK = 0.01, 0.1  # ... while losing at most this much Dice and TRE (voxels)
     mean = {name: float(values.nanmean()) for name, values in compared.items()}
     mean_tre = {name: float(values.mean()) for name, values in tres.items()}
     by_weight = {weight: (dice_w, folding_w) for weight, dice_w, folding_w, _ in table}
@@ -590,6 +1058,42 @@ nb.code("""
     flipped_dice, _, flipped_tre = (float(values.nanmean()) for values in scores["default, moving flipped"])
     assert flipped_dice > mean["before"] + 0.15, "after the flip, Dice says the registration helped"
     assert flipped_tre > 3 * mean_tre["before"], "after the flip, TRE says it made the match much worse"
+    # 9. parameter scaling
+    assert not raw_converged.any(), "in radians and voxels, one step size should not fit rotation and shift"
+    assert int(scaled_converged.sum()) >= SCALED_STEPS_THAT_CONVERGE, "scaled, several step sizes converge"
+    assert limits["raw units"][0] < 0.1 * limits["raw units"][1:].min(), "the rotation's limit is far smaller"
+    assert (adam_regedu[-1, 0] < CONVERGED).all() and not (adam_raw[-1, 0] < CONVERGED).all(), \\
+        "Adam converges in regedu's units, not in radians and voxels"
+    # 10. initialisation
+    converged_share = {key: float((tre_i < CONVERGED_TRE).float().mean()) for key, tre_i in init_tre.items()}
+    assert converged_share["shifted", "geometric centre"] <= 0.5, "far apart, the geometric centre fails"
+    assert converged_share["shifted", "centre of mass"] == 1, "the centre of mass fixes a shift"
+    assert converged_share[turned, "geometric centre"] == converged_share[turned, "centre of mass"] == 0, \\
+        "no start without a rotation fixes a turn of 90 degrees"
+    assert converged_share["shifted", "search"] == converged_share[turned, "search"] == 1, \\
+        "from the search's start every pair converges"
+    ranked = search_scores[turned].argsort(dim=0)[:2].T.tolist()  # the two best angles of each pair
+    assert all([search_angles[k] for k in pair] == [-90, 90] for pair in ranked), "the search's valleys"
+    # 11. masks
+    no_mask, masked = mask_scores["no mask"], mask_scores["cavity masked"]  # EPE in the cavity, in the ring
+    no_cavity = mask_scores["no cavity (section 5)"]
+    assert all(m * MASK_GAIN < n for m, n in zip(masked, no_mask)), "the mask cuts the error in and around"
+    assert masked[0] < AS_IF_NO_CAVITY * no_cavity[0], "masked, the cavity's field is as if it were not there"
+    assert no_mask[1] > MASK_GAIN * no_cavity[1], "unmasked, the error spreads into the tissue around"
+    # 12. control spacing
+    assert spacing_table[4]["sdlogj"] > spacing_table[8]["sdlogj"] > spacing_table[16]["sdlogj"], \\
+        "a coarser control grid gives a smoother field"
+    by_spacing = {key: (row["dice"], row["tre"]) for key, row in spacing_table.items()}
+    assert by_spacing[8][0] > by_spacing[4][0] and by_spacing[8][1] < by_spacing[4][1], \\
+        "the finest grid does not beat 8 voxels on these pairs"
+    assert by_spacing[16][0] <= by_spacing[8][0] + DICE_TIE, "16 voxels overlaps no better than 8"
+    # 13. symmetric registration
+    separate, averaged = symmetry["separate"], symmetry["averaged velocity"]
+    for way in ("round_trip", "other_way"):
+        assert float(averaged[way].mean()) * SYMMETRY_GAIN < float(separate[way].mean()), \\
+            "averaging the velocities makes the two answers inverse to each other"
+    assert averaged["dice"] > separate["dice"] - DICE_SLACK, "symmetry costs almost no overlap"
+    assert averaged["tre"] < separate["tre"] + TRE_SLACK, "symmetry costs almost no landmark accuracy"
     print("all checks passed")
 """)
 
