@@ -34,6 +34,20 @@ setup() {
     fi
 }
 
+# The browser test (tests/test_browser.py) drives the system's Chromium with Playwright, never a browser
+# download of its own: install Debian's chromium where we can (as root, with apt-get), else it is skipped.
+have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
+
+install_chromium() {
+    have_chromium && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[regedu] installing Debian's chromium for the browser test (apt-get, once)"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 || true
+    fi
+    have_chromium || echo "[regedu] no chromium (apt-get install chromium, as root): browser test skipped"
+}
+
 case "$task" in
     course)
         setup ""
@@ -44,6 +58,7 @@ case "$task" in
         ;;
     test)
         setup "test"
+        install_chromium
         echo "[regedu] lint (ruff)"
         "$venv/bin/ruff" check .
         echo "[regedu] tests (unit, oracle, notebooks) with REGEDU_FAST=1"

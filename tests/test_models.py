@@ -18,7 +18,6 @@ from regedu.models import (
     VoxelMorph,
     centred_to_voxel_affine,
 )
-from regedu.models.unet import DepthwiseConv, PointwiseConv, memory_format_for, upsample_conv
 
 SHAPES = {2: (32, 40), 3: (16, 24, 16)}
 ODD_SHAPES = {2: (33, 37), 3: (15, 21, 17)}
@@ -291,16 +290,7 @@ def test_centred_translation_is_in_half_extents(ndim):
 
 
 # --------------------------------------------------------------------------- fast paths agree with plain ones
-
-
-def test_upsample_conv_equals_upsample_then_conv(ndim):
-    torch.manual_seed(0)
-    low = torch.randn(2, 3, *([5] * ndim), dtype=torch.float64)
-    weight = torch.randn(4, 3, *([3] * ndim), dtype=torch.float64)
-    bias = torch.randn(4, dtype=torch.float64)
-    conv = F.conv2d if ndim == 2 else F.conv3d
-    expected = conv(F.interpolate(low, scale_factor=2, mode="nearest"), weight, bias, padding=1)
-    torch.testing.assert_close(upsample_conv(low, weight, bias), expected)
+# (each fast layer against its plain PyTorch equivalent: tests/test_fast_layers.py)
 
 
 @pytest.mark.parametrize("option", ["fused_upsampling", "channels_last"])
@@ -381,26 +371,3 @@ def test_bad_constructor_arguments():
 def test_unet_alone_says_which_size_to_pad_to():
     with pytest.raises(ValueError, match=r"multiples of 16.*Pad to \(48, 32\)"):
         UNet(2)(torch.zeros(1, 2, 33, 32))
-
-
-@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
-def test_separable_pieces_match_pytorch_convolutions(ndim, channels_last):
-    """DepthwiseConv and PointwiseConv compute grouped and 1x1 convolutions, gradients included."""
-    torch.manual_seed(0)
-    conv = F.conv2d if ndim == 2 else F.conv3d
-    layout = memory_format_for(ndim) if channels_last else torch.contiguous_format
-    x = torch.randn(2, 3, *([6] * ndim), dtype=torch.float64).contiguous(memory_format=layout)
-    for module, reference in (
-        (DepthwiseConv(ndim, 3), lambda x, m: conv(x, m.weight, padding=1, groups=3)),
-        (PointwiseConv(ndim, 3, 4), lambda x, m: conv(x, m.weight, m.bias)),
-    ):
-        module = module.double()
-        results = []
-        for fn in (module, lambda x, m=module, r=reference: r(x, m)):
-            leaf = x.detach().clone().contiguous(memory_format=layout).requires_grad_()
-            module.zero_grad()
-            out = fn(leaf)
-            out.backward(torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view_as(out))
-            results.append([out, leaf.grad, *(p.grad.clone() for p in module.parameters())])
-        for mine, expected in zip(*results, strict=True):
-            torch.testing.assert_close(mine, expected)

@@ -11,7 +11,7 @@ else:  # pragma: no cover - Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 # pip name -> conda-forge name, where they differ
-CONDA_NAMES = {"torch": "pytorch"}
+CONDA_NAMES = {"torch": "pytorch", "playwright": "playwright-python"}
 PIP_ONLY = {"tomli"}  # a back-port needed only by Python 3.10's pip installs
 
 

@@ -2,7 +2,7 @@
 
 from notebook_builder import Notebook
 
-nb = Notebook("00_start_here")
+nb = Notebook("00_start_here", checks="regedu.course.lesson00")
 
 nb.markdown("""
     # 00 · Start here
@@ -57,6 +57,7 @@ nb.code("""
     import torch
 
     import regedu
+    from regedu.course import lesson00 as check
 
     FAST = os.environ.get("REGEDU_FAST") == "1"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -118,20 +119,40 @@ nb.markdown("""
     Every slider has a plain function behind it that you can call yourself:
     `widgets.transform_explorer(image, tx, ty, angle_deg, scale, deformation)` returns the warped image
     and the displacement field, `(warped, disp)`. The exercises use it.
+""")
 
+nb.predict("""
+    The brain slice has 96 × 112 voxels. What shape will the displacement field `disp` of a 30° rotation
+    have: one number per voxel, or more?
+""", """
+    `(1, 2, 96, 112)`: a batch of one field with **two** numbers per voxel, the displacement along axis 0
+    and along axis 1, in voxels. A 3D field has three. Every field in regedu has this layout,
+    `(B, ndim, *spatial)`.
+""")
+
+nb.code("""
+    warped, disp = widgets.transform_explorer(brain.image, angle_deg=30)
+    print("warped:", tuple(warped.shape), " disp:", tuple(disp.shape))
+""", expect="warped: (1, 1, 96, 112)  disp: (1, 2, 96, 112)\n")
+
+nb.markdown("""
     ## Exercises
+
+    Each exercise asks for its answer in the variable `answer`; the cell after it checks your answer and
+    says "not attempted yet", "wrong" (and why) or "right". Replace the `...` and run both cells.
 """)
 
 nb.exercise("""
     **Exercise 1.** Find the slider setting that shifts the brain 5 voxels towards the *patient's left*
     (axis 0 is x, which grows towards the patient's right). Which sign did you need, and why does a *pulling*
-    warp need it? Check your answer with `widgets.transform_explorer` and the brain's centre of mass
-    (the intensity-weighted mean of `warps.identity_grid(shape)`).
+    warp need it? Check your setting with `widgets.transform_explorer` and the brain's centre of mass
+    (the intensity-weighted mean of `warps.identity_grid(shape)`), then give it as `answer = (tx, ty)`.
 """, starter="""
     from regedu import warps
 
     shape = tuple(brain.image.shape[2:])
     # your code here: warped, disp = widgets.transform_explorer(brain.image, tx=..., ty=...)
+    answer = ...  # (tx, ty), in voxels
 """, solution="""
     from regedu import warps
 
@@ -150,38 +171,45 @@ nb.exercise("""
     # by -5 along x, towards lower x = the patient's left. tx = +5 (on screen, radiological view: to the
     # right).
     assert abs(moved[0] + 5) < 0.01 and abs(moved[1]) < 0.01
-""")
+    answer = (5.0, 0.0)
+""", check="check.ex1(answer, brain.image)")
 
 nb.exercise("""
     **Exercise 2.** Set a rotation of 90°: what happens at the corners, and why (think of `padding="border"`)?
-    Count the share of voxels whose sampling point `x + disp(x)` falls outside the image, and compare
-    `warps.warp(..., padding="border")` with `padding="zeros"`, on the whole slice and on a tight crop of it
-    such as `brain.image[..., 20:76, 20:92]`.
+    Count the share of voxels whose sampling point `x + disp(x)` falls outside the image (an index below 0
+    or above `n - 1` along some axis), and compare `transform_explorer`'s result (`padding="border"`) with
+    `warps.warp(image, disp, padding="zeros")` by their largest absolute difference, on the whole slice and
+    on the tight crop `brain.image[..., 20:76, 20:92]`. Give
+    `answer = {"whole slice": (share, difference), "tight crop": (share, difference)}`, shares as fractions.
 """, starter="""
     # your code here: warped, disp = widgets.transform_explorer(brain.image, angle_deg=90)
+    answer = ...  # {"whole slice": (share outside, largest difference), "tight crop": (...)}
 """, solution="""
+    answer = {}
     for name, image in [("whole slice", brain.image), ("tight crop", brain.image[..., 20:76, 20:92])]:
         warped, disp = widgets.transform_explorer(image, angle_deg=90)
         size = torch.tensor(image.shape[2:]).view(2, 1, 1) - 1
         where = warps.identity_grid(image.shape[2:]) + disp[0]  # sampling points, voxel indices
         outside = ((where < 0) | (where > size)).any(dim=0).float().mean()
         zeros = warps.warp(image, disp, padding="zeros")
-        print(f"{name}: {100 * float(outside):.0f}% of voxels sample outside the image; "
-              f"border and zeros padding differ by up to {float((warped - zeros).abs().max()):.2f}")
+        answer[name] = (float(outside), float((warped - zeros).abs().max()))
+        print(f"{name}: {100 * answer[name][0]:.0f}% of voxels sample outside the image; "
+              f"border and zeros padding differ by up to {answer[name][1]:.2f}")
     # The slice is not square (96 x 112), so a 90 degree turn samples outside it near the corners. "border"
     # repeats the nearest edge voxel there. The whole slice has background (0) at its edges, so the corners
     # are black either way; the tight crop cuts through the brain, and its edge voxels smear into streaks.
     viz.show_slices([warped, zeros], ["border padding (streaks)", "zeros padding"])
-""")
+""", check="check.ex2(answer, brain.image)")
 
 nb.exercise("""
     **Exercise 3.** Set `scale` to 2. Does the brain look bigger or smaller? Predict by how much its *area*
     changes, then measure it by warping the brain mask (`brain.mask`, a boolean map: make it a float image
     and warp it with `mode="nearest"`). Compare with the Jacobian determinant of the field,
     `warps.jacobian_det(disp)`: the area of the moving image that one fixed pixel reads (notebook 01,
-    section 6).
+    section 6). Give `answer = {"area_ratio": warped area / original area, "det_j": det J}`.
 """, starter="""
     # your code here: warped, disp = widgets.transform_explorer(brain.image, scale=2.0)
+    answer = ...  # {"area_ratio": ..., "det_j": ...}
 """, solution="""
     warped, disp = widgets.transform_explorer(brain.image, scale=2.0)
     mask = brain.mask.float()
@@ -193,7 +221,8 @@ nb.exercise("""
     # image, det J = 4. So the brain appears shrunk by 2 along each axis: its area is divided by det J = 4.
     # det J > 1 means the warped image shows the anatomy compressed, not grown.
     assert abs(float(ratio) - 0.25) < 0.02 and torch.allclose(det, torch.full_like(det, 4.0))
-""")
+    answer = {"area_ratio": float(ratio), "det_j": float(det.mean())}
+""", check="check.ex3(answer, brain.mask)")
 
 nb.markdown("""
     ## Check what this notebook taught

@@ -2,7 +2,7 @@
 
 from notebook_builder import Notebook
 
-nb = Notebook("01_images_and_warps")
+nb = Notebook("01_images_and_warps", checks="regedu.course.lesson01")
 
 nb.markdown("""
     # 01 · Images and warps
@@ -24,6 +24,7 @@ nb.code("""
     import torch
 
     from regedu import data, metrics, viz, warps, widgets
+    from regedu.course import lesson01 as check
 
     FAST = os.environ.get("REGEDU_FAST") == "1"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -90,8 +91,16 @@ nb.markdown("""
     $$\\text{warped}(x) = \\text{moving}(x + \\text{disp}(x)).$$
 
     Every output voxel `x` looks up the moving image at `x + disp(x)`. So a constant field of `+10` along
-    axis 0 makes each voxel read the value 10 voxels *further down* — and the content moves 10 voxels *up*
-    (towards lower indices), against the arrows. Let's check it on a white square, by its centre of mass.
+    axis 0 makes each voxel read the value 10 voxels *further down* (at larger axis-0 indices). Let's see
+    what that does to a white square, by its centre of mass.
+""")
+
+nb.predict("""
+    The square's centre of mass is at `(32, 24)`. After warping with a constant `+10` along axis 0, will it
+    be at `(42, 24)` or at `(22, 24)`?
+""", """
+    At `(22, 24)`: the content moves 10 voxels *up* (towards lower indices), against the field. The
+    voxel at 22 reads the moving image at 22 + 10 = 32, the old centre: what was at 32 now shows at 22.
 """)
 
 nb.code("""
@@ -260,6 +269,15 @@ nb.markdown("""
     Now the linear field `u(x) = 2 (x − centre)`: it never folds, and `L = 2`.
 """)
 
+nb.predict("""
+    On an unbounded grid every step of the iteration would double the error for this field. What will the
+    residual do on this 96 × 112 image over 12 steps: shrink, double at every step, or something else?
+""", """
+    Something else: it never shrinks, and it does not double either: it stays at hundreds of voxels from
+    the first step on. The field is read at `x + w(x)`, and the image border caps how far away that can be
+    (`warp` repeats the border value outside the image), so the error cannot keep growing.
+""")
+
 nb.code("""
     stretch = 2 * (grid - centre).unsqueeze(0)  # (1, 2, X, Y): the map x -> centre + 3 (x - centre)
     det_stretch = warps.jacobian_det(stretch)
@@ -270,8 +288,7 @@ nb.code("""
 """)
 
 nb.markdown("""
-    What to look for: the residual does not shrink; it stays at hundreds of voxels. (On an unbounded grid
-    it would double at every step; here the image border caps how far `u` can be read.) A field with no
+    What to look for: the residual does not shrink; it stays at hundreds of voxels. A field with no
     fold can still defeat this inverse; notebook 05 builds fields whose inverse needs no such iteration
     (`exp(v)` is undone by `exp(−v)`).
 
@@ -315,8 +332,16 @@ nb.code("""
 """)
 
 nb.markdown("""
-    A field folds when its displacement changes faster than the distance over which it changes. With the
-    same smoothness (control points 16 voxels apart), small fields are fine and large ones fold:
+    A field folds when its displacement changes faster than the distance over which it changes. The next
+    cell makes two random fields with the same smoothness (control points 16 voxels apart), one whose
+    largest displacement is 4 voxels and one with 16.
+""")
+
+nb.predict("""
+    Which of the two fields will fold somewhere: the 4-voxel one, the 16-voxel one, both or neither?
+""", """
+    Only the 16-voxel one. Its displacement changes by about as much as the 16 voxels over which it changes,
+    so neighbouring grid lines cross; the 4-voxel field changes four times more slowly and folds nowhere.
 """)
 
 nb.code("""
@@ -353,25 +378,32 @@ nb.markdown("""
 nb.exercise("""
     **Exercise 1.** Build a constant field that moves the square `toy` **5 voxels to the right** on the screen
     (matrix layout: towards larger indices along axis 1). Which channel, and which sign? Check with
-    `centre_of_mass`.
+    `centre_of_mass`, then give the field: `answer = disp`.
+
+    Each exercise asks for its answer in the variable `answer`; the cell after it checks it and says "not
+    attempted yet", "wrong" (and why) or "right".
 """, starter="""
     disp = torch.zeros(1, 2, 64, 64, device=device)
     # your code here
+    answer = ...  # the field, shape (1, 2, 64, 64)
 """, solution="""
     disp = torch.zeros(1, 2, 64, 64, device=device)
     disp[:, 1] = -5.0  # channel 1 = axis 1; pulling reads 5 voxels to the left, so the content moves right
     print(centre_of_mass(toy), "->", centre_of_mass(warps.warp(toy, disp)))
     assert centre_of_mass(warps.warp(toy, disp)) == [32.0, 29.0]
-""")
+    answer = disp
+""", check="check.ex1(answer, toy)")
 
 nb.exercise("""
     **Exercise 2.** Rotate the brain by 30° and back by −30° with two bilinear warps. Then do the same with a
     *single* warp through the composed field (`warps.compose`). Which result is closer to the original
-    image, and why?
+    image, and why? Give the mean absolute difference of each to the original image:
+    `answer = {"two warps": ..., "one warp": ...}`.
 """, starter="""
     forward = warps.affine_to_disp(warps.rotation(math.radians(30), shape, device=device), shape)
     backward = warps.affine_to_disp(warps.rotation(math.radians(-30), shape, device=device), shape)
     # your code here
+    answer = ...  # {"two warps": mean |error|, "one warp": mean |error|}
 """, solution="""
     forward = warps.affine_to_disp(warps.rotation(math.radians(30), shape, device=device), shape)
     backward = warps.affine_to_disp(warps.rotation(math.radians(-30), shape, device=device), shape)
@@ -384,14 +416,17 @@ nb.exercise("""
     # gives the image back. Lesson: compose the fields, interpolate the image once.
     assert error_one < error_two
     viz.show_slices([two_warps, one_warp], ["two warps (blurred)", "one composed warp"], orientation=True)
-""")
+    answer = {"two warps": error_two, "one warp": error_one}
+""", check="check.ex2(answer, image)")
 
 nb.exercise("""
     **Exercise 3.** Invert the folding field of section 6 (`data.random_disp(shape, magnitude=16,
-    smoothness=16, seed=0)`) with the same fixed-point iteration. Does the residual `|compose(u, w)|` still go
-    to zero? Compare with the 4-voxel field, and explain.
+    smoothness=16, seed=0)`) with the same fixed-point iteration, for 20 steps. Does the residual
+    `|compose(u, w)|` still go to zero? Compare with the 4-voxel field (`magnitude=4`), and explain. Give the
+    largest residual after the 20th step of each: `answer = {4: ..., 16: ...}`.
 """, starter="""
-    # your code here
+    # your code here: fixed_point_inverse(field, 20) returns w and the residual after each step
+    answer = ...  # {4: residual after 20 steps, 16: residual after 20 steps}, in voxels
 """, solution="""
     final = {}
     for magnitude in (4, 16):
@@ -404,7 +439,8 @@ nb.exercise("""
     # w can satisfy compose(u, w) = 0 and the iteration does not converge. The 4-voxel field is a
     # contraction (L < 1), so it converges; the 16-voxel one has L > 1 (and folds).
     assert final[16] > 100 * final[4]
-""")
+    answer = final
+""", check="check.ex3(answer, shape)")
 
 nb.markdown("""
     ## Check what this notebook taught

@@ -2,7 +2,7 @@
 
 from notebook_builder import Notebook
 
-nb = Notebook("02_classical_registration")
+nb = Notebook("02_classical_registration", checks="regedu.course.lesson02")
 
 nb.markdown("""
     # 02 · Classical registration
@@ -30,6 +30,7 @@ nb.code("""
 
     import regedu
     from regedu import data, losses, metrics, viz, warps, widgets
+    from regedu.course import lesson02 as check
 
     FAST = os.environ.get("REGEDU_FAST") == "1"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -443,10 +444,16 @@ nb.markdown("""
     runs from the patient's left to right (96 voxels), and the default pipeline registers them to the same
     fixed images. The true positions are still known: the flip sends a moving point `(x, y)` to
     `(95 − x, y)`, so the landmarks' true positions in the flipped images are their true positions, flipped.
+""")
 
-    **Predict before you run the cell:** will the flipped pairs' Dice after registration be nearer to that
-    of no registration or to that of the correct registration? And their TRE: a fraction of a voxel (like
-    the correct registration), a few voxels (like no registration), or more?
+nb.predict("""
+    Will the flipped pairs' Dice after registration be close to that of no registration, or well above it?
+    And their TRE: a fraction of a voxel (like the correct registration), a few voxels (like no
+    registration), or more?
+""", """
+    Dice well above no registration: by overlap, the flipped registration looks like a success. TRE *more*
+    than no registration, several times more: each landmark lands near its mirror image in the other
+    hemisphere. The figure after the table shows where each one went.
 """)
 
 nb.code("""
@@ -523,9 +530,15 @@ nb.markdown("""
     level (half resolution, MSE: the two images have the same intensities), six step sizes at once. Once in
     the raw units (radians, voxels), and once *scaled*: the angle measured as an arc length in voxels at
     radius `r` (`angle = p / r`), which gives every parameter the same unit.
+""")
 
-    **Predict before you run the cell:** in raw units, is there a step size that brings both the rotation
-    (within 0.5°) and the shift (within 0.5 voxel) home in 100 steps? And in scaled units?
+nb.predict("""
+    In raw units, is there a step size among 0.3, 1, 3, 10, 30 and 100 that brings both the rotation (within
+    0.5°) and the shift (within 0.5 voxel) home in 100 steps? And in scaled units?
+""", """
+    Raw units: none. A step small enough for the rotation leaves the shift far off, and one large enough
+    for the shift throws the rotation about. Scaled: several converge (the larger step sizes; the small
+    ones are merely slow). The printed curvatures and limits after the table say why.
 """)
 
 nb.code("""
@@ -665,7 +678,15 @@ nb.markdown("""
     We put the pairs on a larger canvas (40 voxels of zeros on every side) and move each moving image by 36
     voxels along both axes (about half the brain's width), once without and once with a turn of 90°.
     A registration *converges* here if its TRE ends within 3 voxels (section 3's affine reached about 1).
-    **Predict:** which of the three starts converges in each case?
+""")
+
+nb.predict("""
+    Which of the three starts (geometric centre, centre of mass, exhaustive search) converges on the
+    shifted pairs, and which on the pairs shifted and turned by 90°?
+""", """
+    Shifted: the centre of mass and the search converge on every pair, the geometric centre on at most half
+    of them (it starts 36 voxels off along both axes). Shifted and turned 90°: only the search. Neither
+    centre guesses a rotation, and gradient descent does not turn a brain by 90° on its own.
 """)
 
 nb.code("""
@@ -920,8 +941,8 @@ nb.markdown("""
     other by construction, and the same answer whichever image is called fixed (swapping the images swaps
     `v₁` and `v₂`, which only flips the sign of `v`). This averaging is the idea of the symmetric log-domain
     demons (Vercauteren et al., 2008); ANTs' SyN reaches symmetry another way, by warping both images to a
-    point halfway between them. **Predict:** how far apart (in voxels) are the two separate answers, and
-    does averaging cost accuracy?
+    point halfway between them. How far apart (in voxels) are the two separate answers, and does averaging
+    cost accuracy? The next two cells measure both.
 """)
 
 nb.code("""
@@ -973,47 +994,61 @@ nb.exercise("""
     measure in `widgets.SIMILARITIES` for `fixed` against `inverted` and print where each has its minimum.
     Which ones can register images of different contrasts? Why does `ncc` work although it is not meant for
     multimodal images? (Hint: what happens to a correlation coefficient when one image is negated, and how
-    does `losses.ncc` use it? Read its docstring.)
+    does `losses.ncc` use it? Read its docstring.) Give the shift of each minimum:
+    `answer = {"mse": (shift along axis 0, shift along axis 1), "ncc": ..., ...}`, one entry per measure.
+
+    Each exercise asks for its answer in the variable `answer`; the cell after it checks it and says "not
+    attempted yet", "wrong" (and why) or "right".
 """, starter="""
-    # your code here
+    # your code here: values = widgets.similarity_landscape(fixed, inverted, shifts, name), then its argmin
+    answer = ...  # {name: (shift along axis 0, shift along axis 1)} for every name in widgets.SIMILARITIES
 """, solution="""
-    works = {}
+    works, answer = {}, {}
     for name in widgets.SIMILARITIES:
         values = widgets.similarity_landscape(fixed, inverted, shifts, name)
         row, col = divmod(int(values.argmin()), len(shifts))
         works[name] = (shifts[row], shifts[col]) == true_shift
+        answer[name] = (shifts[row], shifts[col])
         verdict = "right" if works[name] else "WRONG"
         print(f"{name:>10}: minimum at ({shifts[row]:+d}, {shifts[col]:+d})  ->  {verdict}")
     # ncc and global_ncc square the correlation coefficient: a negated image correlates at -1, squared 1,
     # as good as a perfect match. mi and ngf are built for it. Only mse compares raw intensities.
     assert not works["mse"] and works["mi"] and works["ngf"]
-""")
+""", check="check.ex1(answer, fixed, inverted, shifts)")
 
 nb.exercise("""
     **Exercise 2.** Register the first pair *affinely* onto the inverted-contrast fixed image `1 - fixed`,
     once with `similarity="mse"` and once with `similarity="mi"` (an option of `regedu.register`). Compare
     the Dice of the warped labels with the fixed labels. Which would you use to register a T1 onto a T2?
+    Give both registrations' warped labels and your choice:
+    `answer = {"mse": result.warped_labels, "mi": result.warped_labels, "choice": "mse" or "mi"}`.
 """, starter="""
     # your code here: regedu.register(moving, 1 - fixed, method="affine", similarity=..., moving_labels=...)
+    answer = ...  # {"mse": warped labels, "mi": warped labels, "choice": "mse" or "mi"}
 """, solution="""
-    dice_by_similarity = {}
+    dice_by_similarity, answer = {}, {"choice": "mi"}
     for similarity in ("mse", "mi"):
         result = regedu.register(moving, 1 - fixed, method="affine", similarity=similarity,
                                  iterations=AFFINE_ITERATIONS, moving_labels=moving_labels, progress=False)
         dice_by_similarity[similarity] = float(metrics.dice(result.warped_labels, fixed_labels).nanmean())
+        answer[similarity] = result.warped_labels
         print(f"{similarity}: mean Dice {dice_by_similarity[similarity]:.3f}")
     # MSE drags the bright moving brain onto the bright background of the inverted image; MI aligns the
     # anatomy.
     assert dice_by_similarity["mi"] > dice_by_similarity["mse"] + 0.2
-""")
+""", check="check.ex2(answer, moving_labels, fixed_labels)")
 
 nb.exercise("""
     **Exercise 3.** Accuracy costs time. Run the default pipeline on all pairs with the deformable iterations
-    scaled by 1/4, 1/2 and 1 (e.g. `[max(1, n // 4) for n in ITERATIONS]`), and print the mean Dice and the
-    seconds of each. Where does it stop paying to iterate longer?
+    scaled by 1/4, 1/2 and 1 (e.g. `[max(1, n // 4) for n in ITERATIONS]`, the affine stage as in
+    section 5: `affine_options=dict(iterations=AFFINE_ITERATIONS)`), and print the mean Dice and the seconds
+    of each. Where does it stop paying to iterate longer? Give the measurements, keyed by the divisor:
+    `answer = {4: (mean Dice, seconds), 2: (...), 1: (...)}` (`result.seconds` is the time).
 """, starter="""
     # your code here
+    answer = ...  # {4: (mean Dice, seconds), 2: (mean Dice, seconds), 1: (mean Dice, seconds)}
 """, solution="""
+    answer = {}
     for fraction in (4, 2, 1):
         iterations = [max(1, n // fraction) for n in ITERATIONS]
         result = regedu.register(moving_all, fixed_all, iterations=iterations,
@@ -1021,7 +1056,8 @@ nb.exercise("""
                                  moving_labels=moving_labels_all, progress=False)
         dice_f = float(metrics.dice(result.warped_labels, fixed_labels_all).nanmean())
         print(f"iterations {iterations}: mean Dice {dice_f:.3f} in {result.seconds:.1f} s")
-""")
+        answer[fraction] = (dice_f, result.seconds)
+""", check='check.ex3(answer, compared["default (affine+bspline+dense)"])')
 
 nb.markdown("""
     ## Check what this notebook taught

@@ -2,7 +2,7 @@
 
 from notebook_builder import Notebook
 
-nb = Notebook("03_learned_unsupervised")
+nb = Notebook("03_learned_unsupervised", checks="regedu.course.lesson03")
 
 nb.markdown("""
     # 03 · Learned registration without labels (VoxelMorph)
@@ -31,6 +31,7 @@ nb.code("""
 
     import regedu
     from regedu import data, losses, metrics, models, train, viz, warps, widgets
+    from regedu.course import lesson03 as check
 
     FAST = os.environ.get("REGEDU_FAST") == "1"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -143,11 +144,20 @@ nb.markdown("""
     variance), then at every voxel the correlation coefficient $\\rho$ of the two images inside a 9 × 9 window
     is squared, and the loss is $-\\operatorname{mean}\\rho^2$ over the voxels. It lies in $[-1, 0]$ and
     reaches $-1$ where, in every window, one image is a linear function of the other, whatever the local
-    brightness and contrast, so it ignores the slow brightness changes of the subjects. Because $\\rho$ is
-    squared, an inverted contrast scores as well as the original: the cell below compares an image with
-    itself, with its negative and with the unaligned moving image. `losses.diffusion` penalises fields that
-    change quickly from voxel to voxel. `TrainConfig` holds every choice of a training run;
-    `train.compute_loss` is the loss of one batch.
+    brightness and contrast, so it ignores the slow brightness changes of the subjects. The cell below
+    compares an image with itself, with its negative and with the unaligned moving image.
+    `losses.diffusion` penalises fields that change quickly from voxel to voxel. `TrainConfig` holds every
+    choice of a training run; `train.compute_loss` is the loss of one batch.
+""")
+
+nb.predict("""
+    `ncc(fixed, fixed)` is about −1, a perfect match. What will `ncc(fixed, 1 − fixed)` be, the image
+    against its own negative: about +1, about 0, or about −1?
+""", """
+    About −1, the same number as for the image itself. The negative correlates at $\\rho = -1$ in every
+    window that has any contrast, and $\\rho$ is squared: an inverted contrast scores as well as the
+    original. So NCC cannot tell a T1 from a T1 with inverted brightness, a property notebook 02's exercise 1
+    uses.
 """)
 
 nb.code("""
@@ -338,11 +348,19 @@ nb.markdown("""
     The weight $\\lambda$ of the diffusion term decides how smooth the field must be. A small $\\lambda$ lets
     the network chase every intensity difference, noise and bias field included, with a field that may
     *fold* (neighbouring voxels swapping places, det J <= 0); a large one keeps the field smooth but too
-    stiff to follow the anatomy. **Predict before you run the cell:** which weight gives the highest Dice?
-    The kit ships four networks trained **from scratch**, each with its own weight, $\\lambda$ = 0.01,
-    0.1, 1 and 10 (`voxelmorph2d_brain_lambda0.01` ...; same data, same recipe, 4000 steps each: a third of
-    the default network's budget, so the weight is the only difference between them). We run all four on the
-    held-out pairs.
+    stiff to follow the anatomy. The kit ships four networks trained **from scratch**, each with its own
+    weight, $\\lambda$ = 0.01, 0.1, 1 and 10 (`voxelmorph2d_brain_lambda0.01` ...; same data, same recipe,
+    4000 steps each: a third of the default network's budget, so the weight is the only difference between
+    them). We run all four on the held-out pairs.
+""")
+
+nb.predict("""
+    Which of the four weights, 0.01, 0.1, 1 or 10, gives the highest Dice on the held-out pairs? And which
+    ones let the field fold?
+""", """
+    A middle weight (0.1 or 1) has the highest Dice; both ends are lower. The smallest weight, 0.01, folds a
+    visible share of the voxels, the weights of 1 and more fold (almost) nowhere. Less regularisation does
+    not buy more accuracy: the freest network matches noise and bias rather than tissue.
 """)
 
 nb.code("""
@@ -428,11 +446,16 @@ nb.exercise("""
     classical optimisation on the pair itself (test-time *instance optimisation*). Refine the shipped
     network's field on the first held-out pair with `train.instance_optimize(pretrained, moving, fixed,
     steps=50)`, then compare the Dice of the network alone, the refined field and the classical pipeline
-    (`classical[0]`). How long did the refinement take?
+    (`classical[0]`). How long did the refinement take? Give the three mean Dice:
+    `answer = {"network": ..., "refined": ..., "classical": ...}`.
+
+    Each exercise asks for its answer in the variable `answer`; the cell after it checks it and says "not
+    attempted yet", "wrong" (and why) or "right".
 """, starter="""
     moving, fixed = test["moving"][:1], test["fixed"][:1]
     moving_labels, fixed_labels = test["moving_labels"][:1], test["fixed_labels"][:1]
     # your code here
+    answer = ...  # {"network": mean Dice, "refined": mean Dice, "classical": mean Dice}
 """, solution="""
     moving, fixed = test["moving"][:1], test["fixed"][:1]
     moving_labels, fixed_labels = test["moving_labels"][:1], test["fixed_labels"][:1]
@@ -448,7 +471,9 @@ nb.exercise("""
     print(f"network alone      Dice {mean_dice(network_disp):.3f}")
     print(f"network + 50 steps Dice {mean_dice(refined_disp):.3f}  ({seconds:.2f} s)")
     print(f"classical          Dice {mean_dice(classical[0].disp):.3f}  ({classical[0].seconds:.2f} s)")
-""")
+    answer = {"network": mean_dice(network_disp), "refined": mean_dice(refined_disp),
+              "classical": mean_dice(classical[0].disp)}
+""", check="check.ex1(answer, pretrained, test, classical[0])")
 
 nb.exercise("""
     **Exercise 2: outside the training distribution.** The shipped network saw only the motions that
@@ -457,9 +482,13 @@ nb.exercise("""
     are misaligned by at most about twice that. Make a few pairs with
     larger motions, for example `data.BrainSlicePairs(3, seed=11, rotation=25.0, translation=10.0,
     magnitude=(10.0, 14.0))` (one pair is enough in fast mode), and compare the Dice of the shipped network
-    and of `regedu.register` on them. Which one suffers more, and why?
+    and of `regedu.register` on them. Which one suffers more, compared with its own Dice on the ordinary
+    held-out pairs in section 6's table (`scores`), and why? Give the mean Dice of each hard pair and your
+    verdict: `answer = {"before": [...], "network": [...], "classical": [...], "suffers more": "network" or
+    "classical"}`.
 """, starter="""
     # your code here
+    answer = ...  # {"before": [Dice per pair], "network": [...], "classical": [...], "suffers more": ...}
 """, solution="""
     n_hard = 1 if FAST else 3
     hard_pairs = data.BrainSlicePairs(n_hard, seed=11, rotation=25.0, translation=10.0,
@@ -479,9 +508,14 @@ nb.exercise("""
     print("before    ", [round(v, 3) for v in before_dice.tolist()])
     print("network   ", [round(v, 3) for v in network_dice.tolist()])
     print("classical ", [round(v, 3) for v in classical_dice.tolist()])
+    drop = {"network": scores["shipped network"]["dice"] - float(network_dice.mean()),
+            "classical": scores["classical (affine + B-spline)"]["dice"] - float(classical_dice.mean())}
+    print("Dice lost against section 6's pairs:", {name: round(value, 3) for name, value in drop.items()})
+    answer = {"before": before_dice.tolist(), "network": network_dice.tolist(),
+              "classical": classical_dice.tolist(), "suffers more": max(drop, key=drop.get)}
     # The classical pipeline starts with an affine stage and optimises each pair, so larger motions cost it
     # little; the network never saw such motions during training and recovers them only partly.
-""")
+""", check="check.ex2(answer, pretrained, scores)")
 
 nb.exercise("""
     **Exercise 3: is the network inverse-consistent?** Register the first held-out pair both ways, `u` =
@@ -491,9 +525,10 @@ nb.exercise("""
     each is a separate prediction. That stays true for a diffeomorphic network, whose every field is
     invertible, like the velocity fields of notebook 05: `net(fixed, moving)` is still not, in general, the
     inverse of `net(moving, fixed)`. Inverse consistency must be trained for or built in, and measured as
-    here.)
+    here.) Give both, in voxels: `answer = {"mean_length": mean |u|, "round_trip": mean |compose(v, u)|}`.
 """, starter="""
     # your code here
+    answer = ...  # {"mean_length": ..., "round_trip": ...}, in voxels
 """, solution="""
     with torch.no_grad():
         u = pretrained(test["moving"][:1], test["fixed"][:1]).disp
@@ -503,7 +538,8 @@ nb.exercise("""
     size = torch.linalg.vector_norm(u, dim=1).mean()
     error = torch.linalg.vector_norm(round_trip, dim=1).mean()
     print(f"mean |u| = {size:.2f} voxels, mean inverse-consistency error = {error:.2f} voxels")
-""")
+    answer = {"mean_length": float(size), "round_trip": float(error)}
+""", check="check.ex3(answer, pretrained, test)")
 
 nb.markdown("""
     ## Check what this notebook taught

@@ -2,7 +2,7 @@
 
 from notebook_builder import Notebook
 
-nb = Notebook("04_supervised_vs_unsupervised")
+nb = Notebook("04_supervised_vs_unsupervised", checks="regedu.course.lesson04")
 
 nb.markdown("""
     # 04 · Supervised, unsupervised, label-supervised: three ways to teach a network
@@ -31,6 +31,7 @@ nb.code("""
     from torch.utils.data import default_collate
 
     from regedu import data, metrics, models, train, viz, warps, widgets
+    from regedu.course import lesson04 as check
 
     FAST = os.environ.get("REGEDU_FAST") == "1"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -188,6 +189,15 @@ nb.markdown("""
     landmarks in both images, never a whole true field.
 """)
 
+nb.predict("""
+    The supervised network was trained to imitate the true field, voxel by voxel. Will it have the lowest
+    end-point error of the three shipped networks?
+""", """
+    No. The unsupervised network has the lowest end-point error, and the best Dice and TRE as well; the
+    supervised one is also the only one of the three that folds. Section 5 explains why imitating the field
+    everywhere, background and flat tissue included, pays less than it seems.
+""")
+
 nb.code("""
     SHIPPED = {"supervised": "voxelmorph2d_brain_supervised", "unsupervised": "voxelmorph2d_brain_lambda1",
                "label-supervised": "voxelmorph2d_brain_labels"}
@@ -265,10 +275,17 @@ nb.markdown("""
     recipe; λ = 1 is the unsupervised network above). The table gives their numbers; the widget shows any
     network's field on any held-out pair under the true one, on colour scales shared by all of them.
 
-    Predict first: which λ lets the field fold? Which network's error map is darkest inside the brain? Does
-    the network with the best Dice also have the smallest end-point error? And of two networks, is the one
-    with the better Dice always the one that puts the landmarks closer to their true positions (TRE)? The
-    table adds the supervised network for comparison.
+    The table adds the supervised network for comparison.
+""")
+
+nb.predict("""
+    Which λ lets the field fold? And of two networks, is the one with the better Dice always the one that
+    puts the landmarks closer to their true positions (TRE)?
+""", """
+    λ = 0.01 folds a visible share of its voxels, while λ = 1, the unsupervised network, folds nowhere (the
+    table shows λ = 0.1 and 10 too). And no: λ = 0.1 has a better Dice than the supervised network and a
+    worse TRE, so Dice and TRE rank these two in opposite orders. The paragraph after the table says where
+    λ = 0.1 goes wrong.
 """)
 
 nb.code("""
@@ -342,8 +359,8 @@ nb.markdown("""
     uses every edge and texture in the image. It beats the supervised network on Dice and does not fold.
     It needs segmentations of both images for
     every training pair (not at test time). Away from label borders its field is constrained only by the
-    regulariser, and scoring it on the labels it was trained with can flatter it: exercise 2 judges it on
-    borders no training label had.
+    regulariser, and scoring it on the borders it was trained on could flatter it: exercise 2 judges the
+    networks where no training label had a border, along cuts through the inside of the tissues.
 
     In practice the losses are combined: similarity + λ₁ Dice + λ₂ smoothness (weak supervision), or
     supervised pre-training on synthetic pairs followed by unsupervised fine-tuning on real ones. The
@@ -356,42 +373,86 @@ nb.exercise("""
     **Exercise 1: which network wins where?** From `results`, print for each measure (`"dice"`, `"hd95"`,
     `"epe"`, `"tre"`, `"folding_percent"`) which of the three shipped networks (`"supervised"`,
     `"unsupervised"`, `"label-supervised"`) has the best mean. Does each loss win on the measure closest to
-    what it optimises?
+    what it optimises (the supervised loss: `"epe"`; the label loss: `"dice"`)? Give the winners and your
+    verdict: `answer = {"dice": name, "hd95": name, "epe": name, "tre": name, "folding_percent": name,
+    "each_wins_its_own": True or False}`.
+
+    Each exercise asks for its answer in the variable `answer`; the cell after it checks it and says "not
+    attempted yet", "wrong" (and why) or "right".
 """, starter="""
     # your code here
+    answer = ...  # {measure: the best network's name, ..., "each_wins_its_own": True or False}
 """, solution="""
     trained = ["supervised", "unsupervised", "label-supervised"]
+    answer = {}
     for key, pick in [("dice", max), ("hd95", min), ("epe", min), ("tre", min), ("folding_percent", min)]:
-        best = pick(trained, key=lambda name: float(results[name][key].mean()))
-        print(f"best {key:16s}: {best} ({float(results[best][key].mean()):.3f})")
-""")
+        answer[key] = pick(trained, key=lambda name: float(results[name][key].mean()))
+        print(f"best {key:16s}: {answer[key]} ({float(results[answer[key]][key].mean()):.3f})")
+    answer["each_wins_its_own"] = answer["epe"] == "supervised" and answer["dice"] == "label-supervised"
+    print("each loss wins the measure it optimises:", answer["each_wins_its_own"])
+""", check="check.ex1(answer, results)")
 
 nb.exercise("""
-    **Exercise 2: a fair judge for the label-supervised network.** It trained on the borders of the 3 tissue
-    classes, and the Dice of section 3 is measured on those same classes. Judge the networks on borders no
-    training label had. `parcels=True` gives the same pairs (same seed: same images, same fields) with 17
-    labels: grey and white matter each cut into 8 parcels by three planes (the midline x = 0 mm, y = −20 mm
-    and z = 0 mm; `data.brain_label_names(True)` names them), CSF-like kept whole. On an axial section the
-    z = 0 plane only decides which parcels appear; the cuts you see are the midline and y = −20 mm. Every
-    tissue border is still a parcel border (seen in training), but along the cuts one parcel meets another
-    *inside* a tissue, where no training label changed: the label loss never rewarded a field for being right
-    there.
+    **Exercise 2: judge where no training label had a border.** The Dice of section 3 is measured on the 3
+    tissue classes. The label-supervised loss was the Dice of exactly these classes (on the training pairs,
+    not these), and it changes only when a warped tissue border moves, so section 3 scores that network on
+    the kind of border it was trained to place. Judge all of them somewhere no training loss marked.
 
-    Make the held-out pairs with parcels, `data.BrainSlicePairs(N_TEST, seed=7, parcels=True, device=device)`,
-    check that the images are the same, and compute each network's mean parcel Dice (`widgets.field_scores`
-    of its field from `results`) next to its tissue Dice. How do the label-supervised and unsupervised
-    networks compare on structures neither trained on?
+    `parcels=True` gives the same held-out pairs (same seed: same images, same fields) with 17 labels: grey
+    and white matter each cut into 8 parcels by three planes (the midline x = 0 mm, y = −20 mm and z = 0 mm;
+    `data.brain_label_names(True)` names them), CSF-like kept whole. On an axial section the z = 0 plane only
+    decides which parcels appear; the cuts you see are the midline and y = −20 mm. Every tissue border is
+    also a parcel border, so the mean parcel Dice still mostly re-measures tissue borders: compute it first
+    (`widgets.field_scores(parcels, results[name]["disp"])["dice"]`) next to the tissue Dice and compare.
+
+    What no network was shown in training is the **cuts**: the voxels where one parcel meets another inside
+    a single tissue. No training label changes there, so the label loss never rewarded a field for being
+    right there; the cut is no edge in the images, so the similarity loss saw nothing of it either; the
+    supervised loss measured the field there only as it did at every voxel of the training pairs, the cuts
+    meaning nothing to it. A **cut voxel** is a brain voxel whose 3 × 3 neighbourhood holds more than one
+    parcel (in `parcels["fixed_labels"]`) but a single tissue (in `test["fixed_labels"]`). Hint:
+    `torch.nn.functional.max_pool2d(labels.float(), 3, stride=1, padding=1)` is the largest label around
+    each voxel and `-max_pool2d(-labels.float(), ...)` the smallest. Give each row of `results` its mean
+    end-point error on the cut voxels, `metrics.end_point_error(disp, true_disp, mask=cut)` averaged over the
+    pairs: `answer = {name: ...}`. How do the label-supervised and unsupervised networks compare there, and
+    is it the order of their tissue Dice?
 """, starter="""
-    # your code here
-""", solution="""
     parcel_pairs = data.BrainSlicePairs(N_TEST, seed=7, parcels=True, device=device)
-    parcels = default_collate([parcel_pairs[i] for i in range(N_TEST)])
-    assert torch.equal(parcels["fixed"], test["fixed"]) and torch.equal(parcels["disp"], test["disp"])
-    print(f"{'':18s}{'tissue Dice':>12s}{'parcel Dice':>12s}")
-    for name in ["no registration", "supervised", "unsupervised", "label-supervised"]:
-        parcel_dice = widgets.field_scores(parcels, results[name]["disp"])["dice"]
-        print(f"{name:18s}{float(results[name]['dice'].mean()):12.3f}{float(parcel_dice.mean()):12.3f}")
-""")
+    parcels = default_collate([parcel_pairs[i] for i in range(N_TEST)])   # the same pairs, 17 labels
+    # your code here: the parcel Dice next to the tissue Dice; the cut voxels; the end-point error on them
+    answer = ...  # {name: mean end-point error on the cut voxels, in voxels} for every row of `results`
+""", solution="""
+    import torch.nn.functional as F
+
+    parcel_pairs = data.BrainSlicePairs(N_TEST, seed=7, parcels=True, device=device)
+    parcels = default_collate([parcel_pairs[i] for i in range(N_TEST)])   # the same pairs, 17 labels
+    assert torch.equal(parcels["fixed"], test["fixed"]) and torch.equal(parcels["disp"], true_disp)
+
+
+    def holds_several(labels):
+        \"\"\"Whether each voxel's 3 x 3 neighbourhood holds more than one label value, (B, 1, X, Y).\"\"\"
+        largest = F.max_pool2d(labels.float(), 3, stride=1, padding=1)
+        return largest != -F.max_pool2d(-labels.float(), 3, stride=1, padding=1)
+
+
+    tissue = test["fixed_labels"]
+    cut = holds_several(parcels["fixed_labels"]) & ~holds_several(tissue) & (tissue > 0)
+    print(f"cut voxels per pair: {int(cut.flatten(1).sum(1).min())} to {int(cut.flatten(1).sum(1).max())}")
+    print(f"{'':18s}{'tissue Dice':>12s}{'parcel Dice':>12s}{'EPE brain':>11s}{'EPE cuts':>10s}")
+    answer, parcel_dice = {}, {}
+    for name, score in results.items():
+        parcel_dice[name] = float(widgets.field_scores(parcels, score["disp"])["dice"].mean())
+        answer[name] = float(metrics.end_point_error(score["disp"], true_disp, mask=cut).nanmean())
+        print(f"{name:18s}{float(score['dice'].mean()):12.3f}{parcel_dice[name]:12.3f}"
+              f"{float(score['epe'].mean()):11.2f}{answer[name]:10.2f}")
+    # Parcel Dice ranks the fields exactly as tissue Dice does: its borders are mostly the tissue borders.
+    # On the cuts, which no training label marked, the three networks keep the order of their tissue Dice:
+    # the label-supervised network's place in section 3 did not come from scoring it on its own borders.
+    by_tissue = sorted(results, key=lambda name: float(results[name]["dice"].mean()))
+    assert sorted(results, key=parcel_dice.get) == by_tissue
+    networks = ["supervised", "unsupervised", "label-supervised"]
+    assert sorted(networks, key=answer.get, reverse=True) == [name for name in by_tissue if name in networks]
+""", check="check.ex2(answer, results, parcels, test)")
 
 nb.exercise("""
     **Exercise 3: where is each network wrong?** Split the fixed brain into voxels on a tissue border (a voxel
@@ -399,9 +460,11 @@ nb.exercise("""
     network's mean end-point error on each part with `metrics.end_point_error(disp, true_disp, mask=...)`.
     Hint: `torch.nn.functional.max_pool2d(labels.float(), 3, stride=1, padding=1)` is the largest label
     around each voxel and `-max_pool2d(-labels.float(), ...)` the smallest. Which network is most accurate at
-    borders, and which inside tissues? How does that follow from its loss?
+    borders, and which inside tissues? How does that follow from its loss? Give, for each shipped network
+    (no registration may be added), `answer = {name: (EPE at borders, EPE inside)}`.
 """, starter="""
     # your code here
+    answer = ...  # {name: (mean EPE at borders, mean EPE inside)}, in voxels
 """, solution="""
     import torch.nn.functional as F
 
@@ -411,12 +474,14 @@ nb.exercise("""
     brain = test["fixed_labels"] > 0
     border, inside = brain & (largest != smallest), brain & (largest == smallest)
     print(f"{'':18s}{'EPE at borders':>16s}{'EPE inside':>12s}")
+    answer = {}
     for name in ["no registration", "supervised", "unsupervised", "label-supervised"]:
         disp = results[name]["disp"]
         at_border = metrics.end_point_error(disp, true_disp, mask=border).mean()
         within = metrics.end_point_error(disp, true_disp, mask=inside).mean()
+        answer[name] = (float(at_border), float(within))
         print(f"{name:18s}{float(at_border):16.2f}{float(within):12.2f}")
-""")
+""", check="check.ex3(answer, results, test)")
 
 nb.markdown("""
     ## Check what this notebook taught

@@ -2,7 +2,7 @@
 
 from notebook_builder import Notebook
 
-nb = Notebook("05_diffeomorphic")
+nb = Notebook("05_diffeomorphic", checks="regedu.course.lesson05")
 
 nb.markdown("""
 # 05 · Diffeomorphic registration: velocity fields whose flow never folds
@@ -33,6 +33,7 @@ import torch
 
 import regedu
 from regedu import data, metrics, models, viz, warps, widgets
+from regedu.course import lesson05 as check
 
 FAST = os.environ.get("REGEDU_FAST") == "1"
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -102,6 +103,17 @@ result settles as `N` grows: the last column is how much the field still changes
 added.
 """)
 
+nb.predict("""
+The velocity's components reach 16 voxels. Used directly as a displacement (`steps = 0`), will it
+fold somewhere? And after one scaling-and-squaring step (`steps = 1`)?
+""", """
+With 0 steps about 4% of the voxels fold (smallest det J about -0.95): the field changes by more than one
+voxel per voxel in places, and a displacement that steep turns the grid inside out. From `steps = 1` on
+nothing folds: `v / 2` alone does not fold (its smallest det J is about 0.13), and a map composed of two
+maps that do not fold does not fold either (det J multiplies). With one step the smallest det J comes
+close to 0 (about 0.02), and it settles near 0.16 as steps are added, while the field stops changing.
+""")
+
 nb.code("""
 previous = None
 print("steps  folding %  min det J  change from previous (max, voxels)")
@@ -127,14 +139,17 @@ widgets.integration_steps_widget(velocity, max_steps=8, image=brain.image, orien
 nb.exercise("""
 **Exercise 1 (scaling and squaring by hand).** Write `my_integrate(v, steps)` with nothing but division
 and `warps.compose`: scale `v` by `1 / 2**steps`, then compose the field with itself `steps` times.
-Check that it matches `warps.integrate(velocity, 7)` to within `1e-4` voxels.
+Check that it matches `warps.integrate(velocity, 7)` to within `1e-4` voxels, then put the function
+itself in `answer` (`answer = my_integrate`, no brackets): the check calls it on velocities of its own, 2D
+and 3D, with several numbers of steps.
 """, starter="""
 def my_integrate(v, steps):
-    # your code here
+    # your code here: scale v, then square (compose the field with itself) steps times
     return v
 
 
 # print((my_integrate(velocity, 7) - warps.integrate(velocity, 7)).abs().max())
+answer = ...  # your function: answer = my_integrate
 """, solution="""
 def my_integrate(v, steps):
     disp = v / 2**steps                 # scaling: a tiny displacement, x + disp is almost exp(v / 2**steps)
@@ -145,8 +160,8 @@ def my_integrate(v, steps):
 
 error = (my_integrate(velocity, 7) - warps.integrate(velocity, 7)).abs().max().item()
 print(f"largest difference from warps.integrate: {error:.2e} voxels")
-assert error < 1e-4
-""")
+answer = my_integrate
+""", check="check.ex1(answer)")
 
 nb.markdown("""
 ## 3. Folding: the same size, a different fate
@@ -219,6 +234,17 @@ measure inside the brain: near the image border the field pushes points out of t
 can be recovered.
 """)
 
+nb.predict("""
+Out with `exp(v)` and back with `exp(-v)`; out with the raw field `disp` and back with `-disp`. On
+average over the brain, how far from home does each round trip leave a voxel: a hundredth of a voxel, a
+tenth, one voxel, several?
+""", """
+`exp(v)` then `exp(-v)`: a few hundredths of a voxel (interpolation only). `disp` then `-disp`: several
+voxels (about 4). `-disp` is not the inverse of `disp`: to come back, a point must undo the displacement of
+the place it came from, `disp(x)`, but `-disp` gives it the displacement of the place it is at, and on a
+field this strong the two differ by voxels.
+""")
+
 nb.code("""
 forward, backward = warps.integrate(velocity), warps.integrate(-velocity)
 residual_diffeo = metrics.inverse_consistency(forward, backward, mask=brain.mask).item()
@@ -254,24 +280,39 @@ folding percentage of `s * velocity` used as a displacement, and of `warps.integ
 with 7 and with 12 steps. At which `s` does the raw field start to fold? The exact exponential never folds:
 does the computed one? Do more steps help? (Hint: look at `viz.jacobian_map(warps.integrate(4 * velocity))`:
 how small does det J get around the folds, and what happens to a region squeezed into less than a voxel?)
+
+Put your findings in `answer`: `"raw_folds_from"`, the smallest `s` at which the raw field folds;
+`"computed_folds_from"`, the smallest `s` at which `warps.integrate(s * velocity, 7)` folds (`None` if it
+never does); `"more_steps_fix_it"`, `True` if 12 steps remove the folds that 7 steps leave, else `False`.
 """, starter="""
 # your code here
+
+answer = ...  # {"raw_folds_from": ..., "computed_folds_from": ..., "more_steps_fix_it": ...}
 """, solution="""
 print("   s   raw %   exp, 7 steps %   exp, 12 steps %")
+table = {}  # s -> folding % of the raw field, of exp with 7 steps, of exp with 12 steps
 for s in [0.5, 1, 2, 3, 4]:
     v = s * velocity
-    folds = [metrics.folding_fraction(d).item() * 100
-             for d in (v, warps.integrate(v, 7), warps.integrate(v, 12))]
-    print(f"{s:4}  {folds[0]:6.2f}  {folds[1]:15.2f}  {folds[2]:16.2f}")
-    if s <= 2:
-        assert folds[1] == 0
+    table[s] = [metrics.folding_fraction(d).item() * 100
+                for d in (v, warps.integrate(v, 7), warps.integrate(v, 12))]
+    print(f"{s:4}  {table[s][0]:6.2f}  {table[s][1]:15.2f}  {table[s][2]:16.2f}")
+
+
+def first_folding(column):
+    \"\"\"The smallest s whose field in this column (0: raw, 1: 7 steps, 2: 12 steps) folds, or None.\"\"\"
+    return next((s for s, folds in table.items() if folds[column] > 0), None)
+
+
+answer = {"raw_folds_from": first_folding(0), "computed_folds_from": first_folding(1),
+          "more_steps_fix_it": any(folds[1] > 0 and folds[2] == 0 for folds in table.values())}
+print(answer)
 # The raw field folds from s = 1 on; the computed exponential stays fold-free up to s = 2 and then folds
 # a little (s = 3: motion up to 48 voxels on a 96 x 112 image), with 12 steps as with 7. The steps are
 # not the problem: the flow squeezes some regions so hard (det J of the exact map close to 0) that they
 # shrink below one voxel, and a field sampled on the voxel grid, differentiated by finite differences,
 # can no longer represent them. In registration this is why a diffeomorphic method still needs a
 # regulariser: it keeps the velocity smooth and its compressions within what the grid can show.
-""")
+""", check="check.ex2(answer, velocity)")
 
 nb.markdown("""
 ## 5. Diffeomorphic registration of two brains
@@ -362,20 +403,28 @@ nb.exercise("""
 `method="affine+demons"` adds each update to the displacement, `method="affine+diffeomorphic_demons"`
 composes the exponential of each update. Register the same pair with both (same `iterations=ITERATIONS`,
 `affine_options` as above, `progress=False`) and print mean Dice, folding percentage and the smallest
-Jacobian determinant. Which one keeps further away from folding (larger min det J)?
+Jacobian determinant. Keep the two results in the dict `demons` (method -> result), and put in
+`answer` the method that keeps further away from folding (the larger min det J).
 """, starter="""
+demons = {}  # method -> the result of regedu.register
 # your code here
+
+answer = ...  # "affine+demons" or "affine+diffeomorphic_demons"
 """, solution="""
+demons = {}
 for method in ["affine+demons", "affine+diffeomorphic_demons"]:
     result = regedu.register(moving, fixed, method=method, moving_labels=moving_labels,
                              iterations=ITERATIONS, progress=False,
                              affine_options={"iterations": AFFINE_ITERATIONS})
+    demons[method] = result
     print(f"{method:28s} Dice {metrics.dice(result.warped_labels, fixed_labels).mean().item():.3f}, "
           f"folding {100 * metrics.folding_fraction(result.disp).item():.2f}%, "
           f"min det J {metrics.min_jacobian(result.disp).item():+.2f}")
+answer = max(demons, key=lambda method: metrics.min_jacobian(demons[method].disp).item())
+print("further from folding:", answer)
 # Demons smooth their field strongly (sigma_diffusion), so here neither folds; the diffeomorphic
 # variant keeps the smallest determinant further from 0, i.e. a safety margin against folding.
-""")
+""", check="check.ex3(answer, demons)")
 
 nb.markdown("""
 ## 6. Learned diffeomorphic registration
@@ -414,6 +463,17 @@ separate predictions. The round trip `metrics.inverse_consistency(there, back)` 
 fixed grid, so we measure it inside the fixed brain. For the diffeomorphic network we also ask for its
 velocity (`return_velocity=True`) and integrate `-v` the same way: `net.exponential(-v)` is the network's
 own inverse of `there`, with no second prediction.
+""")
+
+nb.predict("""
+The diffeomorphic network is invertible by construction. Will the round trip through its two separate
+answers, `net(moving, fixed)` then `net(fixed, moving)`, come back about as close as the round trip through
+its own inverse `exp(-v)`?
+""", """
+No. Its own inverse undoes its map up to interpolation (a few hundredths of a voxel, the last line of the
+table), while the round trip through its two answers misses by many times more, like the plain network's:
+nothing in the network makes its velocity for (fixed, moving) the negative of its velocity for (moving,
+fixed). Invertible is not inverse-consistent.
 """)
 
 nb.code("""
@@ -546,9 +606,12 @@ directions: ideally the velocity for (fixed, moving) is exactly `-v`. Force it: 
 velocity for (moving, fixed) and `v2` the one for (fixed, moving), use `w = (v1 - v2) / 2` for
 (moving, fixed) and `-w` for (fixed, moving). Compute both fields with `diffeo_net.exponential`, the mean
 Dice of the held-out pairs with `w`, and the round trip with `metrics.inverse_consistency`. Compare with
-the table above: did inverse consistency cost Dice?
+the table above: did inverse consistency cost Dice? Put the two fields (every held-out pair) in
+`answer = (there_sym, back_sym)`.
 """, starter="""
 # your code here
+
+answer = ...  # (there_sym, back_sym): exp(w) and exp(-w) for every held-out pair
 """, solution="""
 with torch.no_grad():
     v1 = diffeo_net(test["moving"], test["fixed"], return_velocity=True).velocity
@@ -561,9 +624,10 @@ print(f"symmetrised: Dice {dice_sym.mean().item():.3f} "
       f"(network: {learned['diffeomorphic']['dice'].mean().item():.3f}), "
       f"round trip {round_trip_sym.mean().item():.3f} voxels "
       f"(network: {learned['diffeomorphic']['round_trip'].mean().item():.3f})")
+answer = (there_sym, back_sym)
 # The round trip is now an own-inverse residual (interpolation only): the two answers are exp(w) and
 # exp(-w) by construction, whatever the network predicts.
-""")
+""", check="check.ex4(answer, diffeo_net, test)")
 
 nb.markdown("""
 ## Check what this notebook taught

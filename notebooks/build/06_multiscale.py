@@ -2,7 +2,7 @@
 
 from notebook_builder import Notebook
 
-nb = Notebook("06_multiscale")
+nb = Notebook("06_multiscale", checks="regedu.course.lesson06")
 
 nb.markdown("""
 # 06 · Multiscale registration: coarse to fine for large deformations
@@ -30,6 +30,7 @@ import torch
 import regedu
 from regedu import classical, data, metrics, models, train, viz, warps, widgets
 from regedu.classical.common import downsample
+from regedu.course import lesson06 as check
 
 FAST = os.environ.get("REGEDU_FAST") == "1"
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -79,6 +80,14 @@ scale, with its largest length in the title. At full resolution the two disks ba
 levels the blurred disks overlap widely and the motion is only a voxel or two.
 """)
 
+nb.predict("""
+The true field's largest motion is about 12.8 voxels on the 64 x 64 grid. How long is it on the 9 x 9
+grid?
+""", """
+About 1.6 voxels (the bottom-left title), and 3.2, 6.5 and 12.8 on the finer grids. The grid shrinks by
+63 / 8, not 64 / 9: the first and last voxel centres stay in place, so 63 voxel spacings become 8.
+""")
+
 nb.code("""
 fig, axes = viz.new_figure(2, 4)
 for col, level_shape in enumerate(shapes):
@@ -100,6 +109,15 @@ iterations; the only difference is `levels`. With `levels=4` the optimiser start
 and each level's field, resized by `resize_disp`, starts the next. We score the result with Dice of the
 disk and with the **end-point error** against the true field inside the fixed disk
 (`metrics.end_point_error`, in voxels; lower is better).
+""")
+
+nb.predict("""
+Before registration the disks' Dice is about 0.36. Same method, same total number of iterations: will
+one level improve on it much? And four?
+""", """
+One level barely moves (Dice about 0.4, an end-point error near 11 voxels, hardly better than not moving
+at all); four levels reach a Dice above 0.9 and cut the error to a few voxels (about 4 in fast mode, about
+1 in a full run).
 """)
 
 nb.code("""
@@ -151,45 +169,64 @@ gives a moving "C" and a fixed "O". Closing the gap of the C needs a large, very
 Dice barely notices (the gap is small). Register it with `method="dense"`, `levels=1` and `levels=4`
 (iterations `ITERATIONS_1` and `ITERATIONS_4`) and measure instead the share of the **gap** (inside the O,
 outside the C) that the warped C covers. Show the two warped images with `viz.show_slices`.
-Which one closes the gap?
+Which one covers more of the gap? Keep the two results in `c_to_o_results` (levels -> result) and put the
+two shares, as fractions from 0 to 1, in `answer = {1: ..., 4: ...}`.
 """, starter="""
 c_to_o = data.large_deformation_pair(SHAPE, kind="c_to_o", device=device)
 gap = (c_to_o["fixed_labels"] > 0) & (c_to_o["moving_labels"] == 0)
+c_to_o_results = {}  # levels -> the result of regedu.register
 # your code here
+
+answer = ...  # {1: share of the gap covered with levels=1, 4: the same with levels=4}
 """, solution="""
 c_to_o = data.large_deformation_pair(SHAPE, kind="c_to_o", device=device)
 gap = (c_to_o["fixed_labels"] > 0) & (c_to_o["moving_labels"] == 0)
+c_to_o_results = {}
+answer = {}
 warped_images, titles = [c_to_o["moving"]], ["moving C"]
 for levels, iterations in [(1, ITERATIONS_1), (4, ITERATIONS_4)]:
     result = regedu.register(c_to_o["moving"], c_to_o["fixed"], method="dense", levels=levels,
                              iterations=iterations, moving_labels=c_to_o["moving_labels"], progress=False)
-    covered = (result.warped_labels > 0)[gap].float().mean().item()
-    print(f"levels={levels}: {100 * covered:.0f}% of the gap covered")
+    c_to_o_results[levels] = result
+    answer[levels] = (result.warped_labels > 0)[gap].float().mean().item()
+    print(f"levels={levels}: {100 * answer[levels]:.0f}% of the gap covered")
     warped_images.append(result.warped)
-    titles.append(f"levels={levels}: {100 * covered:.0f}% of gap")
+    titles.append(f"levels={levels}: {100 * answer[levels]:.0f}% of gap")
 viz.show_slices(warped_images + [c_to_o["fixed"]], titles + ["fixed O"])
-""")
+# Four levels cover about twice as much of the gap as one, yet neither closes it (look at the images):
+# closing the C moves its ends far along the ring, and even four levels of this method go part of the way.
+""", check="check.ex1(answer, c_to_o_results, c_to_o)")
 
 nb.exercise("""
 **Exercise 2 (how many levels?).** Register the disk pair with the diffeomorphic method `method="svf"`
 for `levels = 1, 2, 3, 4`, giving each run the same total budget (split it as
 `iterations=[sum(ITERATIONS_4) // levels] * levels`). Print Dice and the end-point error (`scores(...)`).
 How many levels does this motion need, and why (compare the motion with the disk's radius at each level)?
+Keep the results in `svf_results` (levels -> result), and put in `answer` the smallest number of levels
+whose Dice is above 0.9 (`None` if no run reaches it).
 """, starter="""
+svf_results = {}  # levels -> the result of regedu.register
 # your code here
+
+answer = ...  # the smallest number of levels with Dice above 0.9
 """, solution="""
 total = sum(ITERATIONS_4)
+svf_results = {}
 for levels in [1, 2, 3, 4]:
     result = regedu.register(moving, fixed, method="svf", levels=levels,
                              iterations=[total // levels] * levels, moving_labels=pair["moving_labels"],
                              progress=False)
+    svf_results[levels] = result
     dice, error = scores(result.disp, result.warped_labels)
     print(f"levels={levels}: Dice {dice:.3f}, end-point error {error:5.2f} voxels")
+answer = min((levels for levels, result in svf_results.items()
+              if scores(result.disp, result.warped_labels)[0] > 0.9), default=None)
+print("levels needed for Dice above 0.9:", answer)
 # Dice rises with every level: with the fast budget only four levels register this pair well, with the
 # full one three already do. Each level halves the push on the coarsest grid (12 voxels here: 3.2 on the
 # 17 x 17 grid, where the disk's radius is 2.7; 1.6 on the 9 x 9 grid, radius 1.35); once the push there
 # is about the disk's size, the blurred disks overlap and the gradient points the whole way.
-""")
+""", check="check.ex2(answer, svf_results, pair)")
 
 nb.markdown("""
 ## 3. Where does each number of levels break?
@@ -322,6 +359,15 @@ integrates it, notebook 05), and PyramidNet. Loading one is instant, so from her
 uses them, on 32 **held-out** pairs: the same kind of push, other seeds than training used.
 """)
 
+nb.predict("""
+Single-scale VoxelMorph, its diffeomorphic version and PyramidNet, all trained with the same recipe: which
+of them will fold the grid, and which will have the smallest end-point error?
+""", """
+Only single-scale VoxelMorph folds (a few percent of the grid); its diffeomorphic version and PyramidNet
+practically never. PyramidNet has the smallest end-point error, about a voxel, less than half of either
+single-scale model's, though all three reach a high Dice: the discussion below the table explains how.
+""")
+
 nb.code("""
 shipped = {"VoxelMorph": models.pretrained("toy_voxelmorph2d", device=device),
            "VoxelMorph diffeomorphic": models.pretrained("toy_voxelmorph2d_diff", device=device),
@@ -432,21 +478,30 @@ nb.exercise("""
 `return_levels=True` on `example`: it returns `(warped, disp, levels)`, where `levels[i]` is the total
 field after level `i`, on that level's grid, in that grid's voxels. Bring each one to full resolution with
 `warps.resize_disp(field, SHAPE)` and print its largest displacement and the Dice it reaches
-(`warps.warp_labels`, `metrics.dice`). Which level does most of the moving?
+(`warps.warp_labels`, `metrics.dice`). Which level does most of the moving, i.e. adds the most to the
+largest motion of the levels before it? Answer with
+`answer = {"largest_motion": [one value per level, in voxels of the full grid], "most_moving_level": k}`.
 """, starter="""
 # your code here
+
+answer = ...  # {"largest_motion": [...], "most_moving_level": ...}
 """, solution="""
 network = shipped["PyramidNet"]
 with torch.no_grad():
     _, _, level_fields = network(example["moving"], example["fixed"], return_levels=True)
+largest = []
 for level, field in enumerate(level_fields):
     full = warps.resize_disp(field, SHAPE)
+    largest.append(full.norm(dim=1).max().item())
     dice = metrics.dice(warps.warp_labels(example["moving_labels"], full), example["fixed_labels"])
     print(f"after level {level} (grid {tuple(field.shape[2:])}): largest motion "
-          f"{full.norm(dim=1).max().item():5.1f} voxels, Dice {dice.mean().item():.3f}")
+          f"{largest[-1]:5.1f} voxels, Dice {dice.mean().item():.3f}")
+added = [largest[0]] + [after - before for before, after in zip(largest, largest[1:], strict=False)]
+answer = {"largest_motion": largest, "most_moving_level": added.index(max(added))}
+print(answer)
 # On this pair level 1 (the 32 x 32 grid) does most of the moving: level 0 starts the push (6 of the 18
 # voxels), level 1 carries it nearly all the way, and level 2 corrects the edge (Dice 0.35, 0.88, 0.99).
-""")
+""", check="check.ex3(answer, shipped['PyramidNet'], example)")
 
 nb.markdown("""
 ## 5. Try it: where does single scale break?

@@ -2,7 +2,7 @@
 
 from notebook_builder import Notebook
 
-nb = Notebook("07_3d_brains_and_nifti")
+nb = Notebook("07_3d_brains_and_nifti", checks="regedu.course.lesson07")
 
 nb.markdown("""
     # 07 · 3D brains and NIfTI files
@@ -30,6 +30,7 @@ nb.code("""
 
     import regedu
     from regedu import data, metrics, models, train, viz, warps, widgets
+    from regedu.course import lesson07 as check
 
     FAST = os.environ.get("REGEDU_FAST") == "1"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -109,6 +110,15 @@ nb.markdown("""
     voxels in many orders: LPS (DICOM's habit), LAS, or an oblique slab. `regedu.data.load_nifti` reads the
     affine and reorders the array to RAS, so every tensor in regedu has the same axis meaning. Let us write
     the brain in LPS order (x and y flipped, with the affine that says so) with nibabel, and read it back:
+""")
+
+nb.predict("""
+    The file stores the voxels in LPS order, with an affine that says so. After `data.load_nifti`, will the
+    tensor equal our original RAS volume voxel for voxel, or be its mirror image? And the affine?
+""", """
+    Both equal the original exactly: `load_nifti` reads the affine, sees L and P, and reverses those two axes
+    of the array (adjusting the affine to match), so every tensor in regedu is in RAS order whatever order
+    the file used.
 """)
 
 nb.code("""
@@ -214,6 +224,15 @@ nb.code("""
             atlas, fixed, method=method, model=network, moving_labels=atlas_labels, **options))
 """)
 
+nb.predict("""
+    Which of the three will reach the best Dice here: the classical pipeline, the briefly trained network
+    alone, or the network refined on this pair by instance optimisation? And which is the fastest?
+""", """
+    The classical pipeline reaches the best Dice, and takes the most time; the network alone is by far the
+    fastest (a single forward pass) but, trained this briefly, moves little; instance optimisation lands in
+    between on both counts.
+""")
+
 nb.code("""
     print(f"{'method':32s} {'seconds':>8s} {'peak MB':>8s} {'mean Dice':>10s}")
     print(f"{'before registration':32s} {'':8s} {'':8s} {dice_before:10.3f}")
@@ -284,20 +303,29 @@ nb.markdown("""
     fixed file as if they were yours:
 """)
 
+nb.predict("""
+    Both files lie on the registration grid, in RAS: 48 x 56 x 48 voxels of 4 mm (on a GPU in full mode,
+    96 x 112 x 96 of 2 mm). What will `check_pair` warn about, if anything?
+""", """
+    The label maps overlap little before registration (a mean Dice below its threshold of 0.4); and on the
+    4 mm grid, the size 56 is not a multiple of 16 (96 and 112 of the 2 mm grid are). Orientation and
+    spacing agree.
+""")
+
 nb.code("""
     moving_file = data.save_nifti(atlas.cpu(), OUT / "moving.nii.gz", reg_affine, overwrite=True)
     moving_labels_file = data.save_nifti(atlas_labels.cpu().int(), OUT / "moving_labels.nii.gz", reg_affine,
                                          overwrite=True)
     fixed_labels_file = data.save_nifti(fixed_labels.cpu().int(), OUT / "fixed_labels.nii.gz", reg_affine,
                                         overwrite=True)
-    check = data.check_pair(moving_file, files["fixed"], moving_labels=moving_labels_file,
-                            fixed_labels=fixed_labels_file)
+    pair_report = data.check_pair(moving_file, files["fixed"], moving_labels=moving_labels_file,
+                                  fixed_labels=fixed_labels_file)
 """)
 
 nb.markdown("""
-    Read the report: the size 56 is not a multiple of 16 (regedu's networks pad and crop for you, other
-    tools may not), and the labels overlap little before registration, which is why the default pipeline
-    starts with an affine stage. Orientation and spacing agree, so the pair is ready.
+    Read the report: on the 4 mm grid the size 56 is not a multiple of 16 (regedu's networks pad and crop
+    for you, other tools may not), and the labels overlap little before registration, which is why the
+    default pipeline starts with an affine stage. Orientation and spacing agree, so the pair is ready.
 
     The `regedu` command does the whole job from a terminal: `regedu register MOVING FIXED -o warped.nii.gz`
     (add `--disp`, `--labels`/`--labels-out`, `--method`, `--model`; `regedu register --help` lists them). It
@@ -331,35 +359,42 @@ nb.exercise(
     """
     **Exercise 1.** Which voxel of the 2 mm volume lies at MNI coordinate (0, 0, 0) mm (near the anterior
     commissure)? Use the inverse of `brain.affine`, round to integers, and show the three planes through that
-    voxel with `viz.three_plane(volume, index=...)`.
+    voxel with `viz.three_plane(volume, index=...)`. Put the voxel in `answer` as a tuple `(i, j, k)`.
     """,
     starter="""
     # your code here
+
+    answer = ...  # the voxel (i, j, k), integers
     """,
     solution="""
     index = np.linalg.inv(brain.affine) @ np.array([0.0, 0.0, 0.0, 1.0])
     index = tuple(int(round(i)) for i in index[:3])
     print("MNI (0, 0, 0) mm is voxel", index)
     viz.three_plane(volume, index=index, title="through MNI (0, 0, 0)")
+    answer = index
     """,
+    check="check.ex1(answer, brain.affine)",
 )
 
 nb.exercise(
     """
     **Exercise 2.** Displacements in regedu are in voxels. Convert the classical result's field to millimetres
     with `warps.disp_to_mm(disp, spacing)` (the spacing of the registration grid is `reg_spacing`) and print
-    the largest displacement length in voxels and in mm.
+    the largest displacement length in voxels and in mm, into `answer = {"voxels": ..., "mm": ...}`.
     """,
     starter="""
     # your code here
+
+    answer = ...  # {"voxels": largest length in voxels, "mm": the same in mm}
     """,
     solution="""
     disp_mm = warps.disp_to_mm(result.disp.cpu(), reg_spacing)
     largest_voxels = result.disp.cpu().norm(dim=1).max().item()
     largest_mm = disp_mm.norm(dim=1).max().item()
     print(f"largest displacement: {largest_voxels:.2f} voxels = {largest_mm:.2f} mm")
-    assert abs(largest_mm - largest_voxels * reg_spacing[0]) < 1e-3
+    answer = {"voxels": largest_voxels, "mm": largest_mm}
     """,
+    check="check.ex2(answer, result.disp, reg_spacing)",
 )
 
 nb.exercise(
@@ -375,6 +410,10 @@ nb.exercise(
     them (`moving_affine=`, `fixed_affine=`; `factor=8` keeps the size warning out): which call warns?
     (e) A converter that flips the voxels but keeps the RAS header: write that file and give `check_pair`
     the two paths. What does it find?
+
+    Put your findings in `answer`: `"raw_arrays_equal"` (a), `"orientation_codes"` (b, a pair of strings,
+    the RAS file first), `"equal_after_load_nifti"` (c), `"check_pair_warns_without_affines"` and
+    `"check_pair_warns_with_affines"` (d), `"flip_under_kept_header_caught"` (e: did `check_pair` warn?).
     """,
     starter="""
     flip_x = np.diag([-1.0, 1.0, 1.0, 1.0])
@@ -382,6 +421,11 @@ nb.exercise(
     las_file = OUT / "moving_las.nii.gz"
     nib.save(nib.Nifti1Image(atlas[0, 0].cpu().numpy()[::-1].copy(), reg_affine @ flip_x), las_file)
     # your code here: compare moving_file (RAS) and las_file
+
+    # answer: {"raw_arrays_equal": ..., "orientation_codes": (..., ...), "equal_after_load_nifti": ...,
+    #          "check_pair_warns_without_affines": ..., "check_pair_warns_with_affines": ...,
+    #          "flip_under_kept_header_caught": ...}
+    answer = ...  # your findings, a dict with the keys above
     """,
     solution="""
     flip_x = np.diag([-1.0, 1.0, 1.0, 1.0])
@@ -413,10 +457,14 @@ nb.exercise(
     # none. (e) Voxels flipped under an unchanged header: nothing here can see it (same codes, same grid,
     # a high correlation). The header is the only record of left and right: keep it with the data, load
     # through it, and check the letters in a viewer against something known to be on one side.
-    assert not torch.equal(*raw.values()) and correlation > 0.9 and torch.equal(*loaded_pair)
-    assert codes == {"RAS file": "RAS", "LAS file": "LAS"}
-    assert blind.ok and not told.ok and told.orientation == ("RAS", "LAS") and unnoticed.ok
+    answer = {"raw_arrays_equal": torch.equal(*raw.values()),
+              "orientation_codes": (codes["RAS file"], codes["LAS file"]),
+              "equal_after_load_nifti": torch.equal(*loaded_pair),
+              "check_pair_warns_without_affines": not blind.ok, "check_pair_warns_with_affines": not told.ok,
+              "flip_under_kept_header_caught": not unnoticed.ok}
+    print(answer)
     """,
+    check="check.ex3(answer, moving_file, las_file)",
 )
 
 nb.markdown("""

@@ -2,7 +2,7 @@
 
 from notebook_builder import Notebook
 
-nb = Notebook("08_multimodal_and_synthmorph")
+nb = Notebook("08_multimodal_and_synthmorph", checks="regedu.course.lesson08")
 
 nb.markdown("""
     # 08 · Multimodal registration and SynthMorph
@@ -31,6 +31,7 @@ nb.code("""
 
     import regedu
     from regedu import data, losses, metrics, models, train, viz, warps, widgets
+    from regedu.course import lesson08 as check
 
     FAST = os.environ.get("REGEDU_FAST") == "1"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -80,6 +81,13 @@ nb.code("""
 nb.markdown("""
     Look at the ventricles (the dark butterfly in the T1): bright in the T2-like image. White matter is the
     brightest tissue in one image and the darkest in the other. The order of the tissues, darkest first:
+""")
+
+nb.predict("""
+    Which tissue is the brightest in the T1 image, and which in the T2-like one?
+""", """
+    White matter in T1, CSF in the T2-like image; the inner tissues come in reverse order (grey matter stays
+    in the middle) and the background is the darkest in both.
 """)
 
 nb.code("""
@@ -171,6 +179,15 @@ nb.markdown("""
     intensity tells about the other: high for a sharp histogram. `regedu.losses.mi` returns `-MI` (a loss to
     minimise) from a smooth, differentiable (Parzen window) version of this histogram, so it can be optimised
     by gradient descent.
+""")
+
+nb.predict("""
+    Rank the three panels below by their MI: T1 against itself, T1 against the aligned T2-like image, T1
+    against the T2-like image shifted by 4 voxels.
+""", """
+    T1 against itself is highest (a thin diagonal: each T1 intensity tells exactly one T2 intensity), then
+    the aligned T2-like pair (compact blobs, but one T1 grey level goes with several T2-like ones), then the
+    shifted pair (the blobs smear).
 """)
 
 nb.code("""
@@ -353,6 +370,15 @@ nb.markdown("""
     classical registration with mutual information (`regedu.register`, all pairs as one batch).
 """)
 
+nb.predict("""
+    On the T1 -> T2-like column, which network will do better: the one trained on T1 brain pairs with NCC,
+    or the SynthMorph-style one that never saw a brain?
+""", """
+    The SynthMorph-style network. The T1-trained network meets a contrast it never saw and does no better
+    than no registration there, while the SynthMorph-style one registers both columns; on T1 -> T1 the
+    T1-trained network stays ahead, having learned that very task.
+""")
+
 nb.code("""
     test_pairs = data.BrainSlicePairs(TEST_PAIRS, seed=7, head=0.0, device=device)
     test = {key: torch.stack([test_pairs[i][key] for i in range(TEST_PAIRS)]) for key in test_pairs[0]}
@@ -448,20 +474,29 @@ nb.exercise(
     **Exercise 1.** Mutual information depends on the number of histogram bins. For `bins` in 8, 32 and 128,
     compute `-losses.mi(t1, t2, bins=bins)` (aligned) and `-losses.mi(t1, t2_shifted, bins=bins)` (shifted by
     4 voxels). Which number of bins separates aligned from shifted the most, relative to the MI value? Why do
-    many bins make MI noisy on a small image?
+    many bins make MI noisy on a small image? Put the relative drops, `(aligned - shifted) / aligned`, and
+    the number of bins with the largest one in `answer = {"relative_drop": {8: ..., 32: ..., 128: ...},
+    "best": ...}`.
     """,
     starter="""
     # your code here
+
+    answer = ...  # {"relative_drop": {8: ..., 32: ..., 128: ...}, "best": the bins with the largest drop}
     """,
     solution="""
+    drops = {}
     for bins in [8, 32, 128]:
         aligned = -float(losses.mi(t1, t2, bins=bins))
         shifted = -float(losses.mi(t1, t2_shifted, bins=bins))
+        drops[bins] = (aligned - shifted) / aligned
         print(f"bins {bins:3d}: MI aligned {aligned:.3f}, shifted {shifted:.3f}, "
-              f"relative drop {(aligned - shifted) / aligned:.0%}")
+              f"relative drop {drops[bins]:.0%}")
+    answer = {"relative_drop": drops, "best": max(drops, key=drops.get)}
+    print("largest relative drop:", answer["best"], "bins")
     # Few bins merge tissues (less information to gain); many bins leave few voxels per bin, so the histogram
     # is noisy and even a shifted pair looks "sharp" by chance (MI is biased upwards). Read the printout.
     """,
+    check="check.ex1(answer, t1, t2, t2_shifted)",
 )
 
 nb.exercise(
@@ -471,18 +506,31 @@ nb.exercise(
     `data.t2_like(labels, intensities=(0.0, 0.1, 0.8, 0.55), lesion_intensity=0.95, seed=0)` (one grey level
     per label value: background, CSF-like, grey matter, white matter). Which of `mse`, `global_ncc`, `ncc`,
     `mi`, `ngf` still have their minimum at zero shift
-    (`widgets.similarity_landscape(t1, flair, shifts, similarity=name)`)?
+    (`widgets.similarity_landscape(t1, flair, shifts, similarity=name)`)? Put their names in `answer`, a
+    list. Predict first, from what you saw with the T2-like image, then compute.
     """,
     starter="""
+    flair = data.t2_like(labels, intensities=(0.0, 0.1, 0.8, 0.55), lesion_intensity=0.95, seed=0)
     # your code here
+
+    answer = ...  # a list of the names whose minimum is at zero shift
     """,
     solution="""
     flair = data.t2_like(labels, intensities=(0.0, 0.1, 0.8, 0.55), lesion_intensity=0.95, seed=0)
+    answer = []
     for name in ["mse", "global_ncc", "ncc", "mi", "ngf"]:
         values = widgets.similarity_landscape(t1, flair, shifts, similarity=name).cpu()
         i, j = divmod(int(values.argmin()), len(shifts))
         print(f"{name:10s} best shift {(shifts[i], shifts[j])}")
+        if (shifts[i], shifts[j]) == (0, 0):
+            answer.append(name)
+    print("minimum at zero shift:", answer)
+    # All five find it on this pair, mse and global_ncc included: background and CSF are dark in both images
+    # and the brain tissue bright, so the strongest edges agree; only grey and white matter swap their order.
+    # Making bright match bright points the right way here, and not for the T2-like image, whose CSF is
+    # bright: a measure's failure belongs to a pair of contrasts, not to the measure alone.
     """,
+    check="check.ex2(answer, t1, flair, shifts)",
 )
 
 nb.exercise(
@@ -490,10 +538,14 @@ nb.exercise(
     **Exercise 3.** `ngf` (normalised gradient fields) compares edge *directions* and ignores which side of an
     edge is brighter. Register the T1 template onto the T2-like subject of section 4 with
     `similarity="ngf"` (use `**CLASSICAL` for the iterations, and the same similarity in `affine_options`) and
-    compare its mean Dice with `mi`'s.
+    compare its mean Dice with `mi`'s. Keep the result in `ngf_result`, and put both mean Dice (over
+    `TISSUES`) in `answer = {"ngf": ..., "mi": ...}`.
     """,
     starter="""
+    ngf_result = None  # the result of regedu.register(..., similarity="ngf", moving_labels=labels)
     # your code here
+
+    answer = ...  # {"ngf": mean Dice of ngf_result, "mi": mean Dice of results["mi"]}
     """,
     solution="""
     affine_options = {**CLASSICAL.get("affine_options", {}), "similarity": "ngf"}
@@ -501,7 +553,9 @@ nb.exercise(
                                  **{**CLASSICAL, "affine_options": affine_options})
     ngf_dice = metrics.dice(ngf_result.warped_labels, fixed_labels, labels=TISSUES).mean()
     print(f"mean Dice: ngf {ngf_dice:.3f}, mi {dice_classical['mi'].mean():.3f}")
+    answer = {"ngf": float(ngf_dice), "mi": float(dice_classical["mi"].mean())}
     """,
+    check="check.ex3(answer, ngf_result, results, fixed_labels, labels)",
 )
 
 nb.markdown("""

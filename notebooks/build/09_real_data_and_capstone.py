@@ -2,7 +2,7 @@
 
 from notebook_builder import Notebook
 
-nb = Notebook("09_real_data_and_capstone")
+nb = Notebook("09_real_data_and_capstone", checks="regedu.course.lesson09")
 
 nb.markdown("""
     # 09 · Real inter-subject data, and a capstone
@@ -33,6 +33,7 @@ nb.code("""
 
     import regedu
     from regedu import data, metrics, viz, warps
+    from regedu.course import lesson09 as check
 
     FAST = os.environ.get("REGEDU_FAST") == "1"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -140,6 +141,9 @@ nb.markdown("""
     - **HD95** in mm (the 95th percentile of the distance between label surfaces; a structure the warp lost
       entirely has no surface, so its HD95 is infinite and left out of the mean, while its Dice of 0 counts);
     - **folding**: the percentage of pixels where det J <= 0; and the **seconds** it took.
+
+    The table also has columns for **TRE** and **EPE** (section 4 explains them; both need to know where each
+    point truly belongs).
 """)
 
 nb.code("""
@@ -203,6 +207,14 @@ nb.code("""
             print(f"{name:24s}" + "".join(f"{cell:>11s}" for cell in cells))
 """)
 
+nb.predict("""
+    Which columns of the table below will read "n/a" for every row, registered or not, and why?
+""", """
+    TRE and EPE. Both compare the registration with the true correspondence (landmarks' true positions, the
+    true field), and a pair of two scans has none: only label maps. Dice, HD95, folding and time can be
+    measured on any pair.
+""")
+
 nb.code("""
     cards = []    # one dict per pair: row name -> scorecard
     results = []  # the classical result of each pair, for the figure
@@ -259,6 +271,15 @@ nb.markdown("""
     `data.subject_from_disp` for its labels and intensity changes). Now the true field is known, and landmarks
     where three or more labels meet (`data.landmarks(..., where="junctions")`) get their true positions
     through it (`data.map_landmarks`), as in lesson 02.
+""")
+
+nb.predict("""
+    The synthetic pair's first rows: "no registration" and "the true field" (the field we drew, used as if a
+    method had found it). What will the true field score in Dice, HD95, TRE and EPE?
+""", """
+    Its exact answer: Dice 1, HD95 0, TRE 0 and EPE 0 (up to float rounding). Its fixed labels were made by
+    warping the moving labels with that very field, and the landmarks' true positions by mapping them
+    through it. Every method can be measured by its distance from this row; the real pair has no such row.
 """)
 
 nb.code("""
@@ -355,9 +376,13 @@ nb.exercise(
     (`metrics.dice(results[0].warped_labels, first.fixed_labels.to(device), labels=shared_labels(first))`)
     and its size in the fixed label map (number of pixels). Print the five worst. Are they the small
     structures? Why does one misplaced boundary pixel cost a small structure more Dice than a large one?
+    Answer with `answer = {"worst": [the five labels, worst first], "how_many_small": ...}`, where
+    `how_many_small` counts those of the five with fewer pixels than the median structure.
     """,
     starter="""
     # your code here
+
+    answer = ...  # {"worst": [five labels, lowest Dice first], "how_many_small": ...}
     """,
     solution="""
     shared = shared_labels(first)
@@ -369,12 +394,14 @@ nb.exercise(
     median_size = sorted(sizes)[len(sizes) // 2]
     worst_small = sum(sizes[k] < median_size for k in order[:5])
     print(f"{worst_small} of the 5 worst are smaller than the median structure ({median_size} pixels)")
+    answer = {"worst": [shared[k] for k in order[:5]], "how_many_small": worst_small}
     # Dice = 2|A ∩ B| / (|A| + |B|): a boundary error of one pixel removes a share of the overlap that grows
     # as the structure shrinks (its boundary is a larger fraction of its area), so for the same boundary error
     # a small or thin structure loses more Dice. The worst are not always the smallest (read the printout): a
     # structure can also be hard because its edges are faint or its shape differs between the two subjects.
     # This is why Dice is reported per structure, and why HD95 (in mm) is read beside it.
     """,
+    check="check.ex1(answer, results[0], first)",
 )
 
 nb.exercise(
@@ -391,21 +418,23 @@ nb.exercise(
        runs one with this lesson's settings; call `regedu.register` yourself to change options.
     3. **Measure** each with `scorecard(pair, result, truth)` into the dict `capstone` (method -> scorecard)
        and print it with `print_scorecards(capstone)`.
-    4. **Justify** in a markdown cell of a few sentences: which method, for which use, and why. Say which
-       measure decides and why that one (overlap of structures, points in the right place, a plausible field),
-       weigh time (one pair, or ten thousand?), and name what your numbers cannot tell you.
+    4. **Choose** and put it in `answer = {"scorecards": capstone, "choice": ..., "decided_by": ...}`: the
+       method you would use, and the measure that decides (`"Dice"`, `"HD95 mm"`, `"TRE mm"`, `"folding %"`
+       or `"seconds"`).
+    5. **Justify** in a markdown cell of a few sentences: which method, for which use, and why. Say why that
+       measure decides (overlap of structures, points in the right place, a plausible field), weigh time
+       (one pair, or ten thousand?), and name what your numbers cannot tell you.
 
-    The cell below runs as it is and says "not attempted yet" until `capstone` holds two methods.
+    The check below verifies the concrete part: two methods on one pair, every number in range (TRE "n/a"
+    on a pair without a truth), a choice that is one of the two, and a measure that can decide it. It cannot
+    judge your justification: the rubric in the solutions notebook does.
     """,
     starter="""
     capstone_pair, capstone_truth = synthetic, truth  # or a pair of your choice (truth None if not known)
     capstone = {}  # method -> scorecard(capstone_pair, register_pair(capstone_pair, method), capstone_truth)
     # your code here
 
-    if len(capstone) < 2:
-        print("not attempted yet: put the scorecards of two methods in `capstone`")
-    else:
-        print_scorecards(capstone)
+    answer = ...  # {"scorecards": capstone, "choice": the method you choose, "decided_by": the measure}
     """,
     solution="""
     capstone_pair, capstone_truth = synthetic, truth  # the true field is known: TRE and EPE exist
@@ -432,7 +461,9 @@ nb.exercise(
     print("Use: carrying landmarks or a planned target from one scan to another (TRE decides). Limits: one "
           "pair, a deformation we drew of one person onto themself, so no variance and no inter-subject "
           "differences; the network was trained on the template this image may come from (the stand-in).")
+    answer = {"scorecards": capstone, "choice": choice, "decided_by": "TRE mm"}
     """,
+    check="check.ex2(answer, capstone_truth)",
 )
 
 nb.instructor_note("""
@@ -456,6 +487,9 @@ nb.instructor_note("""
     - **limits (2):** names at least two: a single pair (no spread: a difference of 0.01 in Dice means
       nothing), fast-mode budgets, automatic labels, a network outside its training data, a synthetic
       deformation of one person is not two people.
+
+    `check.ex2` verifies only the concrete part (the two scorecards in range, TRE "n/a" without a truth, a
+    choice among the two and a measure that can decide); every point above is the marker's.
 
     Common mistakes: comparing Dice measured on different pairs; including the background label in Dice;
     HD95 in voxels called mm; a TRE on a real pair without landmarks; declaring a winner on one pair by a

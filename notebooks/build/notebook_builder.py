@@ -26,6 +26,8 @@ machine (shapes, counts, exact checks), never for timings or trained results.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import re
 import textwrap
 from pathlib import Path
 
@@ -43,35 +45,68 @@ def _clean(text: str) -> str:
 class Notebook:
     """Cells of one course notebook; :meth:`write` saves the student and the solutions versions."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, checks: str | None = None):
+        """name: the notebook's file name without ``.ipynb``. checks: the module of its exercise
+        checkers (e.g. ``"regedu.course.lesson03"``), which the notebook imports as ``check``."""
         self.name = name
-        # (kind, student (None: solutions only), solution, expect)
-        self._cells: list[tuple[str, str | None, str, str | None]] = []
+        self.checks = importlib.import_module(checks) if checks else None
+        # (kind, student (None: solutions only), solution, expected output in each of the two)
+        self._cells: list[tuple[str, str | None, str, str | None, str | None]] = []
         self._exercises = 0
+        self._checked_exercises = 0
+        self._predictions = 0
 
     def markdown(self, text: str) -> None:
         text = _clean(text)
-        self._cells.append(("markdown", text, text, None))
+        self._cells.append(("markdown", text, text, None, None))
 
     def code(self, source: str, expect: str | None = None) -> None:
         """A code cell. ``expect``: the exact text it prints, checked by nbval (deterministic only)."""
         source = _clean(source)
         if expect is not None:
             source = f"{CHECK_OUTPUT}\n{source}"
-        self._cells.append(("code", source, source, expect))
+        self._cells.append(("code", source, source, expect, expect))
 
     def instructor_note(self, text: str) -> None:
         """A markdown cell in the solutions notebook only (e.g. a marking rubric for an open exercise);
         the student notebook has no cell there."""
-        self._cells.append(("markdown", None, _clean(text), None))
+        self._cells.append(("markdown", None, _clean(text), None, None))
 
-    def exercise(self, prompt: str, starter: str, solution: str) -> None:
+    def exercise(self, prompt: str, starter: str, solution: str, check: str | None = None) -> None:
         """An exercise: the ``prompt`` (markdown), then a code cell holding ``starter`` in the
         student notebook and ``solution`` in the solutions notebook. The starter must run without
-        error (nbval runs it), and no later cell may depend on what the exercise computes."""
+        error (nbval runs it), and no later cell may depend on what the exercise computes.
+
+        check: a call of one of the notebook's checkers, e.g. ``"check.ex1(answer)"``, written in a
+        cell after the exercise. nbval checks what it prints: "not attempted yet" in the student
+        notebook (whose starter leaves ``answer = ...``) and "right" in the solutions notebook.
+        """
         self._exercises += 1
         self.markdown(prompt)
-        self._cells.append(("code", _clean(starter), _clean(solution), None))
+        self._cells.append(("code", _clean(starter), _clean(solution), None, None))
+        if check is not None:
+            checker = self._checker(check)
+            source = f"{CHECK_OUTPUT}\n{_clean(check)}"
+            self._cells.append(("code", source, source, checker.not_attempted_text, checker.right_text))
+            self._checked_exercises += 1
+
+    def _checker(self, call: str):
+        """The checker that ``call`` (``"check.exN(...)"``) runs, from the notebook's checks module."""
+        found = re.fullmatch(r"\s*check\.(\w+)\(.*\)\s*", call, flags=re.DOTALL)
+        if self.checks is None or found is None or not hasattr(self.checks, found.group(1)):
+            raise ValueError(f"{self.name}: check={call!r} must call a checker of the notebook's "
+                             "checks module, e.g. Notebook(name, checks='regedu.course.lesson01') "
+                             "and check='check.ex1(answer)'")
+        return getattr(self.checks, found.group(1))
+
+    def predict(self, question: str, answer: str) -> None:
+        """A predict-then-reveal question: the student writes a guess before running the next cell;
+        the ``answer`` is folded away under "Reveal" (a markdown ``<details>`` block)."""
+        self._predictions += 1
+        text = (f"**Predict, then run.** {_clean(question)}\n\n"
+                f"<details><summary>Reveal (after you have run the next cell)</summary>\n\n"
+                f"{_clean(answer)}\n\n</details>")
+        self._cells.append(("markdown", text, text, None, None))
 
     def _build(self, solution: bool) -> nbformat.NotebookNode:
         notebook = nbformat.v4.new_notebook()
@@ -79,8 +114,9 @@ class Notebook:
             "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
             "language_info": {"name": "python"},
         }
-        for index, (kind, student, worked, expect) in enumerate(self._cells):
+        for index, (kind, student, worked, student_expect, worked_expect) in enumerate(self._cells):
             source = worked if solution else student
+            expect = worked_expect if solution else student_expect
             if source is None:  # an instructor's note: solutions only
                 continue
             cell_id = hashlib.sha1(f"{self.name}:{index}".encode()).hexdigest()[:8]

@@ -35,7 +35,7 @@ here a dense field under MSE:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 
 import torch
@@ -70,7 +70,8 @@ class PyramidRun:
         moving, fixed: the pair as the user gave it, ``(B, C, *spatial)``.
         name: the method's name, for the progress bar and the result.
         levels, iterations, schedule, voxel_size: as in :func:`~regedu.classical.common.plan_pyramid`
-            (``schedule``: the method's default iterations per level, coarse to fine).
+            (``schedule``: the method's default iterations per level, coarse to fine, or a dict of
+            them by image dimension, ``{2: ..., 3: ...}``).
         affine: ``None`` or the ``(B, ndim, ndim + 1)`` affine the method starts from; every
             level's :meth:`Level.warp` and the result apply it after the method's field.
         tolerance: the levels' convergence tolerance, as in
@@ -88,13 +89,16 @@ class PyramidRun:
         history: the loss per iteration, one list per level so far.
     """
 
-    def __init__(self, moving, fixed, name: str, *, levels, iterations, schedule: Sequence[int],
+    def __init__(self, moving, fixed, name: str, *, levels, iterations,
+                 schedule: Sequence[int] | Mapping[int, Sequence[int]],
                  affine=None, voxel_size=None, tolerance=None, callback: Callable | None = None,
                  progress=None, device=None, extra_iterations: int = 0):
         self.start = time.perf_counter()
         self.input_moving, fixed, self.ndim = prepare_pair(moving, fixed, device)
         self.affine = check_initial_affine(affine, self.input_moving, fixed)
         self.shape = tuple(fixed.shape[2:])
+        if isinstance(schedule, Mapping):  # a schedule per image dimension
+            schedule = schedule[self.ndim]
         self.shapes, self.counts, automatic = plan_pyramid(self.shape, levels, iterations, schedule,
                                                            voxel_size)
         self.tolerance = convergence_tolerance(tolerance, automatic)

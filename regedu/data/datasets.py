@@ -42,6 +42,7 @@ from .synthetic import (
     subject_from_disp,
     synth_image,
     synth_labels,
+    uniform_number,
 )
 
 __all__ = ["item_seed", "TemplatePairs", "SynthMorphPairs", "LargeDeformationPairs", "NiftiPairs"]
@@ -196,19 +197,16 @@ class SynthMorphPairs(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _uniform(self, generator, low: float, high: float) -> float:
-        return low + (high - low) * float(random_uniform((), generator, "cpu", torch.float64))
-
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
         index = check_index(index, self.length)
         generator = make_generator(item_seed(self.seed, index))
         moving_labels = synth_labels(self.shape, **self.label_options, seed=generator, device=self.device)
-        magnitude = self._uniform(generator, *self.magnitude)
+        magnitude = uniform_number(generator, *self.magnitude)
         disp = random_transform(self.shape, **self.transform_options, magnitude=magnitude, seed=generator,
                                 device=self.device)
         fixed_labels = warps.warp_labels(moving_labels, disp)
         contrast = None   # each image draws its own grey level per label ...
-        if self._uniform(generator, 0, 1) < self.same_contrast:   # ... or both share one contrast
+        if uniform_number(generator, 0, 1) < self.same_contrast:   # ... or both share one contrast
             contrast = random_uniform((1, self.image_options["num_labels"]), generator, moving_labels.device,
                              torch.float32)
         return without_batch({

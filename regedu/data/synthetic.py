@@ -39,6 +39,7 @@ __all__ = [
     "make_generator",
     "random_normal",
     "random_uniform",
+    "uniform_number",
     "smooth_noise",
     "random_velocity",
     "random_disp",
@@ -88,10 +89,9 @@ def random_uniform(size, generator: torch.Generator, device=None, dtype=torch.fl
     return torch.rand(size, generator=generator, device=generator.device).to(device=device, dtype=dtype)
 
 
-_randn, _rand = random_normal, random_uniform  # the old private names, still imported by data.datasets
-
-
-_check_shape = check_shape  # the old private name, still imported by data.datasets and data.varied
+def uniform_number(generator: torch.Generator, low: float, high: float) -> float:
+    """One number uniform in [low, high) from ``generator`` (a random setting: a magnitude, a choice)."""
+    return low + (high - low) * float(random_uniform((), generator, "cpu", torch.float64))
 
 
 def _dtype_of(dtype) -> torch.dtype:
@@ -116,13 +116,13 @@ def smooth_noise(shape: Sequence[int], smoothness: float, channels: int = 1, bat
                  device=None, dtype=torch.float32) -> torch.Tensor:
     """Smooth random images ``(batch, channels, *shape)``: unit Gaussian noise on control
     points ``smoothness`` voxels apart, cubic B-spline interpolated (values about N(0, 0.5))."""
-    shape = _check_shape(shape)
+    shape = check_shape(shape)
     spacing = check_number(smoothness, "smoothness", 0.0, strict=True)
     check_positive_int(channels, "channels")
     check_positive_int(batch, "batch")
     generator = make_generator(seed)
     counts = [bspline.control_point_count(n, spacing) for n in shape]
-    coarse = _randn((batch, channels, *counts), generator, device, _dtype_of(dtype))
+    coarse = random_normal((batch, channels, *counts), generator, device, _dtype_of(dtype))
     return _bspline_upsample(coarse, shape, spacing)
 
 
@@ -143,7 +143,7 @@ def random_velocity(shape: Sequence[int], magnitude: float = 4.0, smoothness: fl
             gradient is roughly ``magnitude / smoothness``.
         batch, seed, device, dtype: how many fields, the seed (module docstring), where, which float.
     """
-    shape = _check_shape(shape)
+    shape = check_shape(shape)
     magnitude = check_number(magnitude, "magnitude")
     field = smooth_noise(shape, smoothness, len(shape), batch, seed, device, dtype)
     return _scale_to_max(field, magnitude)
@@ -202,7 +202,7 @@ def random_affine(shape: Sequence[int], rotation: float = 10.0, scale: float = 0
         translation: offset per axis in ``[-translation, translation]`` voxels.
         batch, seed, device, dtype: as in :func:`random_velocity`.
     """
-    shape = _check_shape(shape)
+    shape = check_shape(shape)
     ndim = len(shape)
     limits = {name: check_number(value, name) for name, value in
               (("rotation", rotation), ("scale", scale), ("shear", shear), ("translation", translation))}
@@ -210,7 +210,7 @@ def random_affine(shape: Sequence[int], rotation: float = 10.0, scale: float = 0
     counts = {"rotation": 1 if ndim == 2 else 3, "scale": ndim, "shear": 1 if ndim == 2 else 3,
               "translation": ndim}
     generator = make_generator(seed)
-    uniform = _rand((batch, sum(counts.values())), generator, device, _dtype_of(dtype)) * 2 - 1
+    uniform = random_uniform((batch, sum(counts.values())), generator, device, _dtype_of(dtype)) * 2 - 1
     rotations, log_scales, shears, offsets = uniform.split(list(counts.values()), dim=1)
     kwargs = {"device": uniform.device, "dtype": dtype}
     matrices = [
@@ -285,7 +285,7 @@ def augment_intensity(image: torch.Tensor, gamma: float = 0.2, bias: float = 0.2
     batch, spatial = image.shape[0], tuple(image.shape[2:])
     out = image.clamp(0, 1)
     if gamma > 0:
-        exponent = torch.exp(gamma * _randn(batch, generator, image.device, image.dtype))
+        exponent = torch.exp(gamma * random_normal(batch, generator, image.device, image.dtype))
         out = out ** _per_item(exponent, ndim)
     if bias > 0:
         spacing = bias_smoothness if bias_smoothness is not None else max(spatial) / 4
@@ -294,7 +294,7 @@ def augment_intensity(image: torch.Tensor, gamma: float = 0.2, bias: float = 0.2
         peak = out.flatten(1).amax(dim=1).clamp(min=torch.finfo(out.dtype).tiny)
         out = out / _per_item(peak, ndim)
     if noise > 0:
-        out = (out + noise * _randn(out.shape, generator, image.device, image.dtype)).clamp(0, 1)
+        out = (out + noise * random_normal(out.shape, generator, image.device, image.dtype)).clamp(0, 1)
     return out
 
 
@@ -395,7 +395,7 @@ def synth_labels(shape: Sequence[int], num_labels: int = 16, smoothness: float |
     ``smoothness``) that makes the shapes irregular; each voxel takes the label of the
     largest image (argmax). Labels may be absent from a small map.
     """
-    shape = _check_shape(shape)
+    shape = check_shape(shape)
     check_positive_int(num_labels, "num_labels", minimum=2)
     spacing = smoothness if smoothness is not None else max(shape) / 8
     magnitude = magnitude if magnitude is not None else spacing
@@ -447,7 +447,7 @@ def synth_image(labels: torch.Tensor, num_labels: int | None = None, blur: float
     generator = make_generator(seed)
     batch = labels.shape[0]
     if intensities is None:
-        intensities = _rand((batch, count), generator, labels.device, _dtype_of(dtype))
+        intensities = random_uniform((batch, count), generator, labels.device, _dtype_of(dtype))
     else:
         intensities = _checked_intensities(intensities, batch, count).to(labels.device, _dtype_of(dtype))
     image = torch.gather(intensities.expand(batch, count), 1, labels.flatten(1).long()).view(labels.shape)

@@ -45,6 +45,7 @@ from .synthetic import (
     random_uniform,
     smooth_noise,
     subject_from_disp,
+    uniform_number,
 )
 
 __all__ = ["ORIENTATIONS", "cerebrum_levels", "brain_section", "add_synthetic_head", "BrainSlicePairs",
@@ -198,11 +199,6 @@ def add_synthetic_head(image: torch.Tensor, mask: torch.Tensor, gap: float = 1.5
     return torch.where(mask, image, head).clamp(0, 1)
 
 
-def _uniform(generator, low: float, high: float) -> float:
-    """One number uniform in [low, high) from ``generator``."""
-    return low + (high - low) * float(random_uniform((), generator, "cpu", torch.float64))
-
-
 class _VariedPairs(Dataset):
     """What the 2D and 3D datasets share: two random transforms of one template, then each image's
     own intensity changes and blur. Subclasses set ``shape`` and define ``_template(generator)``."""
@@ -231,21 +227,21 @@ class _VariedPairs(Dataset):
 
     def _with_head(self, image: torch.Tensor, mask: torch.Tensor, generator) -> torch.Tensor:
         """``image`` with a synthetic head around the brain, with probability ``self.head``."""
-        if _uniform(generator, 0, 1) < self.head:
+        if uniform_number(generator, 0, 1) < self.head:
             return add_synthetic_head(image, mask, seed=generator)
         return image
 
     def _transform(self, generator) -> torch.Tensor:
-        magnitude = _uniform(generator, *self.magnitude)
-        smoothness = float(round(_uniform(generator, *self.smoothness)))
+        magnitude = uniform_number(generator, *self.magnitude)
+        smoothness = float(round(uniform_number(generator, *self.smoothness)))
         return random_transform(self.shape, **self.affine, magnitude=magnitude, smoothness=smoothness,
                                 seed=generator, device=self.device)
 
     def _appearance(self, image: torch.Tensor, generator) -> torch.Tensor:
         """Intensity changes and blur of one image."""
-        noise = _uniform(generator, 0, self.noise)
+        noise = uniform_number(generator, 0, self.noise)
         image = augment_intensity(image, self.gamma, self.bias, None, noise, generator)
-        return gaussian_blur(image, _uniform(generator, 0, self.blur))
+        return gaussian_blur(image, uniform_number(generator, 0, self.blur))
 
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
         index = check_index(index, self.length)
@@ -307,9 +303,9 @@ class BrainSlicePairs(_VariedPairs):
 
     def _template(self, generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A random section, with a head drawn around it with probability ``self.head``."""
-        orientation = self.orientations[int(_uniform(generator, 0, len(self.orientations)))]
+        orientation = self.orientations[int(uniform_number(generator, 0, len(self.orientations)))]
         levels = self.levels[orientation]
-        level = levels[int(_uniform(generator, 0, len(levels)))]
+        level = levels[int(uniform_number(generator, 0, len(levels)))]
         image, labels, mask = brain_section(orientation, level, self.shape, self.parcels, self.device)
         return self._with_head(image, mask, generator), labels
 

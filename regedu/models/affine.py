@@ -22,7 +22,8 @@ from torch import nn
 from .. import kernels
 from ..checks import check_features, check_ndim, check_positive_int
 from .base import AffineRegistration, Registration, check_model_inputs, remembers_arguments
-from .unet import ConvBlock, memory_format_for
+from .fast_layers import memory_format_for
+from .unet import ConvBlock
 
 __all__ = ["AffineNet", "Cascade", "centred_to_voxel_affine"]
 

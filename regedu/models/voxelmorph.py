@@ -17,8 +17,8 @@ The pieces, in the order ``forward`` runs them:
    :func:`regedu.warps.warp`, border padding), so ``warp(moving, disp)`` reproduces ``warped``.
 
 Speed: the U-Net keeps its features channels-last, applies LeakyReLU in place and computes
-"upsample, concatenate, convolve" in one step (see :mod:`regedu.models.unet`); integration runs on
-the coarser grid. ``benchmarks/learned_speed.py`` compares with VoxelMorph 0.3.4 running the same
+"upsample, concatenate, convolve" in one step (see :mod:`regedu.models.fast_layers`); integration
+runs on the coarser grid. ``benchmarks/learned_speed.py`` compares with VoxelMorph 0.3.4 running the same
 network. ``torch.compile`` was tried and is not used: on a CPU (torch 2.13, 96x112x96, one thread)
 it took 35-45 s to compile, then made the forward pass slower (2.9 s instead of 1.7 s) and the
 training step no faster. On a GPU it may pay off for long training runs: ``torch.compile(model)``.
