@@ -38,7 +38,8 @@ nb.code("""
     _ = torch.manual_seed(0)
 
     # sizes and budgets: seconds in fast mode (the tests), a real result without it
-    CLASSICAL = {"iterations": (20, 20, 10), "affine_options": {"iterations": (30, 20, 0)}} if FAST else {}
+    CLASSICAL = ({"iterations": (20, 20, 10), "refine": 5, "affine_options": {"iterations": (30, 20, 0)}}
+                 if FAST else {})
     LIVE_STEPS = 3 if FAST else 150        # the short live SynthMorph-style run: steps ...
     LIVE_MINUTES = None if FAST else 1.0   # ... or minutes, whichever ends first
     TEST_PAIRS = 4 if FAST else 16         # held-out brain pairs for the comparison of section 6
