@@ -49,6 +49,12 @@ class Feedback:
         return f"{self.exercise}: {self.status}: {self.message}"
 
 
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a plain Python number (an int or a float, not a bool): what a checker asks
+    for when the exercise says "give a number" (a tensor must be turned into one with ``float(...)``)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def expect(condition: Any, why: str) -> None:
     """Inside a checker: the answer is wrong, because of ``why``, unless ``condition`` holds."""
     if not condition:

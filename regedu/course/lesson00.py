@@ -10,30 +10,21 @@ from __future__ import annotations
 import torch
 
 from regedu import warps, widgets
-from regedu.course.feedback import exercise, expect
+from regedu.classical.affine import centre_of_mass
+from regedu.course.feedback import exercise, expect, is_number
 
 TIGHT_CROP = (slice(None), slice(None), slice(20, 76), slice(20, 92))  # brain.image[..., 20:76, 20:92]
-
-
-def _centre_of_mass(image: torch.Tensor) -> torch.Tensor:
-    """Intensity-weighted mean voxel index ``(ndim,)`` of a ``(1, 1, *spatial)`` image."""
-    grid = warps.identity_grid(image.shape[2:], device=image.device, dtype=image.dtype)
-    return (grid * image[0]).flatten(1).sum(1) / image.sum()
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @exercise(1, right="tx = +5: a pulling warp reads image(x + 5), so the brain moves by -5 along x, "
                    "towards the patient's left")
 def ex1(answer, image):
     """answer: ``(tx, ty)`` in voxels; image: the brain slice ``(1, 1, X, Y)``, on which it is tried."""
-    expect(isinstance(answer, (tuple, list)) and len(answer) == 2 and all(map(_is_number, answer)),
+    expect(isinstance(answer, (tuple, list)) and len(answer) == 2 and all(map(is_number, answer)),
            "give the two slider values as a pair of numbers: answer = (tx, ty)")
     tx, ty = (float(value) for value in answer)
     warped, _ = widgets.transform_explorer(image, tx=tx, ty=ty)
-    moved = (_centre_of_mass(warped) - _centre_of_mass(image)).tolist()
+    moved = (centre_of_mass(warped) - centre_of_mass(image))[0].tolist()
     expect(abs(moved[1]) < 0.5, f"with ty = {ty:g} the brain moves by {moved[1]:+.1f} voxels along y "
                                 "(axis 1, posterior to anterior): the patient's left lies along x, axis 0")
     expect(moved[0] < -0.5 or abs(moved[0]) < 0.5, f"with tx = {tx:g} the brain moves by {moved[0]:+.1f} "
@@ -64,7 +55,7 @@ def ex2(answer, image):
            f"give a dict with the keys {sorted(keys)}, each holding (share outside, largest difference)")
     for name, crop in (("whole slice", image), ("tight crop", image[TIGHT_CROP])):
         given = answer[name]
-        expect(isinstance(given, (tuple, list)) and len(given) == 2 and all(map(_is_number, given)),
+        expect(isinstance(given, (tuple, list)) and len(given) == 2 and all(map(is_number, given)),
                f"answer[{name!r}] must be a pair of numbers: (share outside, largest difference)")
         share, difference = (float(value) for value in given)
         outside, largest = _outside_and_difference(crop)
@@ -85,7 +76,7 @@ def ex3(answer, mask):
     """answer: {"area_ratio": warped brain area / original area, "det_j": det J of the field};
     mask: the brain mask ``(1, 1, X, Y)`` (boolean), to measure the area again."""
     keys = {"area_ratio", "det_j"}
-    expect(isinstance(answer, dict) and set(answer) == keys and all(map(_is_number, answer.values())),
+    expect(isinstance(answer, dict) and set(answer) == keys and all(map(is_number, answer.values())),
            f"give a dict of two numbers with the keys {sorted(keys)}, e.g. float(ratio)")
     ratio, det_j = float(answer["area_ratio"]), float(answer["det_j"])
     _, disp = widgets.transform_explorer(mask.float(), scale=2.0)

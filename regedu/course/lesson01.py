@@ -12,20 +12,11 @@ import math
 import torch
 
 from regedu import data, warps
-from regedu.course.feedback import exercise, expect
+from regedu.classical.affine import centre_of_mass
+from regedu.course.feedback import exercise, expect, is_number
 
 INVERSE_STEPS = 20  # exercise 3: fixed-point steps
 MAGNITUDES = (4, 16)  # exercise 3: largest displacement of the two fields, voxels
-
-
-def _centre_of_mass(image: torch.Tensor) -> list[float]:
-    """Intensity-weighted mean voxel index along each axis of a ``(1, 1, *spatial)`` image."""
-    grid = warps.identity_grid(image.shape[2:], device=image.device, dtype=image.dtype)
-    return ((grid * image[0]).flatten(1).sum(1) / image.sum()).tolist()
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @exercise(1, right="channel 1 holds the displacement along axis 1; -5 there makes every voxel read 5 "
@@ -34,8 +25,8 @@ def ex1(answer, toy):
     """answer: the field ``(1, 2, X, Y)``; toy: the square image ``(1, 1, X, Y)`` it is tried on."""
     expect(isinstance(answer, torch.Tensor) and answer.shape == (1, 2, *toy.shape[2:]),
            f"give the field itself, a tensor of shape {(1, 2, *toy.shape[2:])}: answer = disp")
-    before = _centre_of_mass(toy)
-    after = _centre_of_mass(warps.warp(toy, answer.to(toy.device, toy.dtype)))
+    before = centre_of_mass(toy)[0].tolist()
+    after = centre_of_mass(warps.warp(toy, answer.to(toy.device, toy.dtype)))[0].tolist()
     down, right = after[0] - before[0], after[1] - before[1]
     expect(abs(down) < 0.1, f"the square moved by {down:+.1f} voxels along axis 0 (up or down on the "
                             "screen): channel 0 of a field moves content along axis 0; use channel 1")
@@ -51,7 +42,7 @@ def ex2(answer, image):
     """answer: {"two warps": mean |error|, "one warp": mean |error|} against the original image;
     image: the brain slice ``(1, 1, X, Y)``."""
     keys = {"two warps", "one warp"}
-    expect(isinstance(answer, dict) and set(answer) == keys and all(map(_is_number, answer.values())),
+    expect(isinstance(answer, dict) and set(answer) == keys and all(map(is_number, answer.values())),
            f"give a dict of two numbers with the keys {sorted(keys)}")
     shape = tuple(image.shape[2:])
     like = {"device": image.device, "dtype": image.dtype}
@@ -85,7 +76,7 @@ def ex3(answer, shape):
     """answer: {4: residual, 16: residual}, the largest |compose(u, w)| in voxels after 20 steps;
     shape: the brain slice's spatial shape."""
     expect(isinstance(answer, dict) and set(answer) == set(MAGNITUDES)
-           and all(map(_is_number, answer.values())),
+           and all(map(is_number, answer.values())),
            f"give a dict {{4: residual, 16: residual}} of numbers, keyed by the magnitudes {MAGNITUDES}")
     for magnitude in MAGNITUDES:
         field = data.random_disp(tuple(shape), magnitude=magnitude, smoothness=16, seed=0)

@@ -10,15 +10,11 @@ from __future__ import annotations
 import torch
 
 from regedu import metrics, widgets
-from regedu.course.feedback import exercise, expect
+from regedu.course.feedback import exercise, expect, is_number
 
 ALIGNS = 0.1  # exercise 2: a registration that aligns gains at least this much mean Dice over none
 SAME_PIPELINE = 0.01  # exercise 3: the full budget's Dice matches section 5's within this much
 FRACTIONS = (4, 2, 1)  # exercise 3: the deformable iterations divided by these
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _where(values: torch.Tensor, index: int, shifts) -> tuple[int, int]:
@@ -102,7 +98,7 @@ def ex3(answer, section5_dice):
            "give a dict keyed by the divisor, {4: (Dice, seconds), 2: (...), 1: (...)}")
     for fraction in FRACTIONS:
         given = answer[fraction]
-        expect(isinstance(given, (tuple, list)) and len(given) == 2 and all(map(_is_number, given)),
+        expect(isinstance(given, (tuple, list)) and len(given) == 2 and all(map(is_number, given)),
                f"answer[{fraction}] must be a pair of numbers: (mean Dice, seconds)")
         expect(0 <= given[0] <= 1 and given[1] > 0, f"answer[{fraction}] = {tuple(given)}: the mean Dice "
                                                     "lies between 0 and 1 and the time is positive")

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import default_collate
 
 from regedu import data, metrics, train, warps
-from regedu.course.feedback import exercise, expect
+from regedu.course.feedback import exercise, expect, is_number
 
 DICE_TOLERANCE = 0.01  # a recomputed Dice agrees within this much (GPU kernels are not bit-exact)
 REFINE_STEPS = 50  # exercise 1
@@ -20,13 +20,9 @@ HARD_MOTIONS = dict(seed=11, rotation=25.0, translation=10.0, magnitude=(10.0, 1
 RELATIVE = 0.02  # exercise 3: a recomputed length agrees within this share
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _numbers(answer, keys, what: str) -> dict:
     """The answer as ``{key: float}`` after checking it is a dict of numbers with exactly ``keys``."""
-    expect(isinstance(answer, dict) and set(answer) == set(keys) and all(map(_is_number, answer.values())),
+    expect(isinstance(answer, dict) and set(answer) == set(keys) and all(map(is_number, answer.values())),
            f"give a dict of numbers with the keys {sorted(keys)}: {what}")
     return {key: float(value) for key, value in answer.items()}
 
@@ -72,7 +68,7 @@ def ex2(answer, network, scores):
     keys = {"before", "network", "classical", "suffers more"}
     expect(isinstance(answer, dict) and set(answer) == keys, f"give a dict with the keys {sorted(keys)}")
     lists = {key: answer[key] for key in ("before", "network", "classical")}
-    expect(all(isinstance(values, (list, tuple)) and values and all(map(_is_number, values))
+    expect(all(isinstance(values, (list, tuple)) and values and all(map(is_number, values))
                for values in lists.values()),
            "answer['before'], ['network'] and ['classical'] must be lists of numbers, one mean Dice per pair")
     count = len(lists["before"])

@@ -13,16 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from regedu import metrics
-from regedu.course.feedback import exercise, expect
+from regedu.course.feedback import exercise, expect, is_number
 
 NETWORKS = ("supervised", "unsupervised", "label-supervised")
 HIGHER_IS_BETTER = {"dice": True, "hd95": False, "epe": False, "tre": False, "folding_percent": False}
 OWN_MEASURE = {"supervised": "epe", "label-supervised": "dice"}  # what each loss optimises
 RELATIVE = 0.02  # a recomputed end-point error agrees within this share (or 0.01 voxel)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _close(a: float, b: float) -> bool:
@@ -88,7 +84,7 @@ def ex2(answer, results, parcels, pairs):
     """answer: {name: mean end-point error on the cut voxels} for every row of ``results``; parcels: the
     held-out pairs with 17 parcels; pairs: the same pairs with tissue labels (``test``)."""
     expect(isinstance(answer, dict) and set(answer) == set(results)
-           and all(map(_is_number, answer.values())),
+           and all(map(is_number, answer.values())),
            f"give a dict of numbers with one entry per row of `results`: {list(results)}")
     tissue, true_disp = pairs["fixed_labels"], pairs["disp"]
     expect(torch.equal(parcels["disp"].to(true_disp.device), true_disp),
@@ -126,7 +122,7 @@ def ex3(answer, results, pairs):
     brain = labels > 0
     border, inside = brain & _spread(labels), brain & ~_spread(labels)
     for name, given in answer.items():
-        expect(isinstance(given, (tuple, list)) and len(given) == 2 and all(map(_is_number, given)),
+        expect(isinstance(given, (tuple, list)) and len(given) == 2 and all(map(is_number, given)),
                f"answer[{name!r}] must be a pair of numbers: (EPE at borders, EPE inside)")
         disp = results[name]["disp"]
         at_border = metrics.end_point_error(disp, true_disp, mask=border).nanmean().item()
