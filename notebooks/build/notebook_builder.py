@@ -128,6 +128,15 @@ class Notebook:
                     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=expect)]
                     cell.execution_count = 1  # nbval skips (fails) a cell with outputs but no count
             notebook.cells.append(cell)
+        opening = notebook.cells[0] if notebook.cells and notebook.cells[0].cell_type == "markdown" else None
+        if opening is not None and "conventions.md" not in opening.source:
+            opening.source += ("\n\n> **Conventions** (pull warping, `compose` order, voxels and "
+                               "millimetres, what det J measures, RAS, NCC's sign): "
+                               "[the conventions card](../docs/conventions.md).")
+        if solution:  # one folder deeper: links to the repository's docs/ go up one more level
+            for cell in notebook.cells:
+                if cell.cell_type == "markdown":
+                    cell.source = cell.source.replace("](../docs/", "](../../docs/")
         if solution and notebook.cells and notebook.cells[0].cell_type == "markdown":
             notebook.cells[0].source += ("\n\n> **Solutions notebook**: the exercises below are worked out. "
                                          f"Try them first in `../{self.name}.ipynb`.")
