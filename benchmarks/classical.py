@@ -54,7 +54,7 @@ from common import (
 from heldout import COUNTS, heldout_pairs
 
 from regedu import metrics
-from regedu.api import register
+from regedu.api import LEARNED_METHODS, register
 from regedu.data import brain_slice, brain_volume, synth_subject
 from regedu.warps import identity_grid, warp, warp_labels
 
@@ -130,13 +130,17 @@ def crop_pair(pair: Pair, size: int = 32) -> Pair:
 # ---------------------------------------------------------------------------
 
 
-def run_regedu(method: str, device: torch.device) -> Callable[[Pair], Outcome]:
+def run_regedu(method: str, device: torch.device, model=None) -> Callable[[Pair], Outcome]:
+    """A contender: ``regedu.register(method=...)``, timed to the end; ``model`` (a checkpoint path) for a
+    learned method other than the shipped default."""
+    options = {"model": model} if method in LEARNED_METHODS else {"progress": False}
+
     def run(pair: Pair) -> Outcome:
         moving, fixed = pair.moving.to(device), pair.fixed.to(device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        result = register(moving, fixed, method=method, progress=False)
+        result = register(moving, fixed, method=method, **options)
         disp = result.disp
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -1,13 +1,12 @@
 """Learned registration against ANTs SyNCC: accuracy on held-out brain pairs, and the multiscale toy.
 
-Part 1, brains. Every variant is trained here, for at most ``--minutes`` each, on pairs of synthetic
-subjects of the 2 mm MNI axial slice (``TemplatePairs``, ``"subject_to_subject"``, seeds from 10**6
-on; SynthMorph: random label maps), then registers the *same* 10 held-out pairs as
-``benchmarks/classical.py`` (independent synthetic subjects, seeds 1000 upwards, 17 geometric parcels as
-labels), side by side in this process with ANTs SyNCC and regedu's classical default. Labels are
-carried the same way for every contender (``benchmarks/classical.py``'s docstring says how); metrics on
-the fixed grid. Network times are one forward pass per pair (batch 1, no autograd, after a warm-up);
-"speed-up" is SyNCC's seconds per pair over the contender's.
+Part 1, brains. Every variant is trained here, for at most ``--minutes`` each, on the kit's default 2D
+training data (``regedu.data.BrainSlicePairs``, seeds from 10**6 on; SynthMorph: random label maps), then
+registers the same held-out pairs (``--split``: by default ``heldout.py``'s 24 test pairs, made
+differently from the training data; ``old``: the first release's 10 pairs) side by side in this process
+with ANTs SyNCC and regedu's classical default. Labels are carried the same way for every contender (one-hot,
+linearly interpolated); metrics on the fixed grid. Network times are one forward pass per pair (batch 1,
+no autograd, after a warm-up); "speed-up" is SyNCC's seconds per pair over the contender's.
 
 Training recipe, the same for every variant: Adam, batches of 4 pairs, learning rate 2e-3 falling
 to 0 along a cosine over the time budget (``regedu.train.TrainConfig.schedule="cosine"``), seed 0.
@@ -15,7 +14,8 @@ By default the variants train one after the other, each with the whole machine: 
 torch threads (default: all cores) and ``--workers`` data-loading processes (default 1) that
 synthesise the next pairs while the network trains. ``--jobs 2`` trains two at a time instead.
 
-Variants: unsupervised (local NCC + diffusion), diffeomorphic (the same on a stationary velocity,
+Variants: unsupervised (local NCC + diffusion), PyramidNet (the same loss, three U-Nets coarse to fine:
+``regedu train``'s default model), diffeomorphic (the same on a stationary velocity,
 7 scaling-and-squaring steps at half resolution), supervised (end-point error against the true
 field), label-supervised (Dice of the parcels + diffusion), SynthMorph-style (Dice on images
 synthesised from random label maps: it never sees a brain), LightVoxelMorph (unsupervised, about
@@ -122,7 +122,9 @@ VARIANTS = {
     "SynthMorph": Variant(lambda: VoxelMorph(2), synthmorph_pairs,
                           dict(supervision="synthmorph", weight=1.0)),
     "light": Variant(lambda: LightVoxelMorph(2), brain_pairs, dict(similarity="ncc", weight=1.0)),
+    "pyramid": Variant(lambda: PyramidNet(2), brain_pairs, dict(similarity="ncc", weight=1.0)),
 }
+LABELS = {"light": "LightVoxelMorph unsupervised", "pyramid": "PyramidNet unsupervised"}  # else VoxelMorph
 INSTANCE_STEPS = 20
 
 
@@ -210,7 +212,7 @@ def brains(args, device: torch.device) -> list[dict]:
     if args.threads:
         set_threads(args.threads)  # training in this process may have changed torch's
     for name, (model, minutes, steps) in trained.items():
-        label = f"VoxelMorph {name}" if name != "light" else "LightVoxelMorph unsupervised"
+        label = LABELS.get(name, f"VoxelMorph {name}")
         contenders[label] = run_network(model, device)
         training[label] = (minutes, steps)
         if name == "unsupervised":

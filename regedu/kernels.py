@@ -55,6 +55,7 @@ __all__ = [
     "compose",
     "integrate",
     "resize_disp",
+    "downsample_image",
     "affine_to_disp",
     "after_affine",
     "one_hot",
@@ -200,6 +201,27 @@ def resize_disp(disp: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     factors = [(m - 1) / (n - 1) if n > 1 else 1.0 for m, n in zip(shape, old, strict=True)]
     factors = torch.tensor(factors, device=disp.device, dtype=disp.dtype)
     return resized * factors.view(1, -1, *([1] * len(shape)))
+
+
+_AVG_POOL = {2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
+def downsample_image(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """Shrink ``(B, C, *spatial)`` by an integer ``factor`` per axis, on the same geometry as fields.
+
+    Sizes must be multiples of ``factor``; the result is ``(B, C, *(spatial / factor))``. The image
+    is first smoothed with a ``factor + 1`` wide box (against aliasing), then sampled with
+    ``align_corners=True`` linear interpolation: first and last voxels stay aligned, the convention
+    :func:`resize_disp` uses for fields, so a downsampled image and a resized field match.
+    """
+    if factor == 1:
+        return image
+    ndim = image.dim() - 2
+    width = factor + 1
+    smooth = _AVG_POOL[ndim](image, width, stride=1, padding=width // 2, count_include_pad=False)
+    size = [n // factor for n in image.shape[2:]]
+    mode = "bilinear" if ndim == 2 else "trilinear"
+    return F.interpolate(smooth, size=size, mode=mode, align_corners=True)
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ MODELS = {
     "voxelmorph": lambda ndim: VoxelMorph(ndim),
     "voxelmorph-diffeo": lambda ndim: VoxelMorph(ndim, diffeomorphic=True),
     "light": lambda ndim: LightVoxelMorph(ndim),
+    "voxelmorph-coarse": lambda ndim: VoxelMorph(ndim, field_downsize=2),
     "pyramid": lambda ndim: PyramidNet(ndim),
     "pyramid-diffeo": lambda ndim: PyramidNet(ndim, diffeomorphic=True, int_steps=4),
     "affine": lambda ndim: AffineNet(ndim),
@@ -371,3 +372,30 @@ def test_bad_constructor_arguments():
 def test_unet_alone_says_which_size_to_pad_to():
     with pytest.raises(ValueError, match=r"multiples of 16.*Pad to \(48, 32\)"):
         UNet(2)(torch.zeros(1, 2, 33, 32))
+
+
+def test_field_downsize_runs_the_unet_on_a_coarser_grid_and_resizes_its_field(ndim):
+    """``field_downsize=2``: the U-Net sees both images shrunk 2x (regedu.kernels.downsample_image) and
+    the field is the coarse one resized back, values doubled (regedu.kernels.resize_disp)."""
+    from regedu.kernels import downsample_image, resize_disp
+
+    torch.manual_seed(0)
+    model = VoxelMorph(ndim, field_downsize=2)
+    torch.nn.init.normal_(model.net.head.weight, std=0.05)  # a field worth comparing
+    size = model.factor  # the padded grid is the input's own: no padding to undo
+    moving, fixed = torch.rand(1, 1, *[size] * ndim), torch.rand(1, 1, *[size] * ndim)
+    assert model.factor == 2 * model.net.factor
+    with torch.no_grad():
+        disp = model(moving, fixed).disp
+        coarse = model.net(downsample_image(moving, 2), downsample_image(fixed, 2))
+    assert coarse.shape[2:] == (size // 2,) * ndim
+    torch.testing.assert_close(disp, resize_disp(coarse, (size,) * ndim))
+    assert disp.abs().max() > 0.01
+
+
+def test_downsample_image_has_one_home():
+    from regedu import kernels
+    from regedu.models import pyramid
+
+    assert pyramid.downsample_image is kernels.downsample_image
+

@@ -106,15 +106,21 @@ def test_any_size_any_dtype_and_other_models(pair):
     assert affine.disp.shape == (1, 2, *SHAPE)
 
 
-def test_the_default_model_is_the_shipped_2d_one(pair):
+def test_the_default_model_is_the_shipped_2d_pyramid(pair):
+    from regedu.api import DEFAULT_MODELS
+    from regedu.model_cache import cached_model
+    from regedu.models import PyramidNet
+
+    name = DEFAULT_MODELS[2]
     try:
-        pretrained_path("voxelmorph2d_brain")
+        path = pretrained_path(name)
     except FileNotFoundError:
-        with pytest.raises(FileNotFoundError, match="train_pretrained.py voxelmorph2d_brain"):
+        with pytest.raises(FileNotFoundError, match=f"train_pretrained.py {name}"):
             register(pair["moving"], pair["fixed"], method="voxelmorph")
         return
     result = register(pair["moving"], pair["fixed"], method="voxelmorph")
     assert result.disp.shape == (1, 2, *SHAPE)
+    assert isinstance(cached_model(path), PyramidNet)  # the shipped file, loaded once and kept
 
 
 def test_bad_calls_raise_clear_errors(pair, tmp_path):

@@ -239,7 +239,9 @@ nb.markdown("""
     weight 1, same recipe) for much longer: `models.pretrained("voxelmorph2d_brain")`. Its log sits beside the
     weights (`regedu/weights/voxelmorph2d_brain.log`, written by `scripts/train_pretrained.py`, which can
     retrain it); the cell prints how long it trained. **From here on, every comparison uses shipped
-    networks.**
+    networks.** (`regedu.register(..., method="voxelmorph")` uses a multiscale cousin by default,
+    `pyramid2d_brain`: three small U-Nets, coarse to fine, trained on the same pairs; lesson 06 shows why
+    coarse to fine copes with larger motion.)
 
     ## 5. Registering held-out pairs in milliseconds
 
@@ -350,7 +352,7 @@ nb.markdown("""
     *fold* (neighbouring voxels swapping places, det J <= 0); a large one keeps the field smooth but too
     stiff to follow the anatomy. The kit ships four networks trained **from scratch**, each with its own
     weight, $\\lambda$ = 0.01, 0.1, 1 and 10 (`voxelmorph2d_brain_lambda0.01` ...; same data, same recipe,
-    4000 steps each: a third of the default network's budget, so the weight is the only difference between
+    4000 steps each: a third of `voxelmorph2d_brain`'s budget, so the weight is the only difference between
     them). We run all four on the held-out pairs.
 """)
 

@@ -246,7 +246,9 @@ nb.markdown("""
     - **no registration** is where the pair starts: the two slices overlap only in part.
     - **classical (default)** optimises a field for this very pair. It knows nothing about where the pair came
       from, which is why it works on data no one prepared it for.
-    - **the network** was trained on axial sections of the MNI template at 2 mm (`regedu.models.PRETRAINED`).
+    - **the network** (`pyramid2d_brain`, the default 2D model: three small U-Nets, coarse to fine) was
+      trained on axial sections of the MNI template at 2 mm, with varied deformations and intensities
+      (`regedu.models.PRETRAINED`).
       The stand-in is that template at 2 mm: its training world. Real OASIS slices are coronal, at 1 mm
       (every structure twice as many voxels across), from real people with their own intensities. If the
       network's Dice falls below the classical pipeline's on real slices, the likely reason is that it meets
@@ -254,7 +256,7 @@ nb.markdown("""
     - **network + refinement** starts from the network's field and optimises it on the pair for 50 steps: the
       cheap repair when a network meets new data. The thorough one is to train on such pairs
       (`regedu train --data regedu_data/neurite-oasis-2d/pairs.csv --out oasis2d.pt`; the shipped network
-      trained for 12000 steps, about two hours on a 2-core CPU).
+      trained for 12000 steps, about half an hour on one core of a 2-core CPU).
 
     Read HD95 beside Dice: Dice averages the overlap, HD95 reports the large boundary errors (the 95th
     percentile of the distances between the label surfaces), in mm.

@@ -209,7 +209,7 @@ def add_common(parser, method: bool = True) -> None:
                                  "(voxelmorph, voxelmorph+io)")
         parser.add_argument("--model", metavar="MODEL.pt", default=None,
                             help="checkpoint for a learned method (from `regedu train`); default the "
-                                 "shipped 2D brain VoxelMorph")
+                                 "shipped 2D brain model (pyramid2d_brain, a multiscale VoxelMorph)")
         parser.add_argument("--option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                             help=OPTION_HELP)
         parser.add_argument("--affine-option", type=key_value, action="append", default=[],

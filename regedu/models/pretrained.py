@@ -19,8 +19,11 @@ _BRAIN2D = ("VoxelMorph (2D, 96x112 brain sections at 2 mm) trained on varied pa
             "the cerebrum, small to large deformations, intensity changes, with or without a head): ")
 _LESSON = " (4000 steps, the budget shared by the lessons' models, a third of the default model's)"
 PRETRAINED = {
-    "voxelmorph2d_brain": _BRAIN2D + "unsupervised, local NCC + diffusion (weight 1); the default 2D model "
-                          "(12000 steps)",
+    "pyramid2d_brain": "PyramidNet (2D, three U-Nets coarse to fine, 96x112 brain sections at 2 mm) trained "
+                       "on the same varied pairs as the VoxelMorph models below: unsupervised, local NCC + "
+                       "diffusion (weight 1), 12000 steps; the default 2D model of "
+                       "regedu.register(method=\"voxelmorph\")",
+    "voxelmorph2d_brain": _BRAIN2D + "unsupervised, local NCC + diffusion (weight 1), 12000 steps",
     "voxelmorph2d_brain_diff": _BRAIN2D + "unsupervised and diffeomorphic (stationary velocity, 7 "
                                "scaling-and-squaring steps), local NCC + diffusion (weight 1)" + _LESSON,
     "voxelmorph2d_brain_supervised": _BRAIN2D + "supervised by the true field (end-point error)" + _LESSON,
@@ -33,6 +36,8 @@ PRETRAINED = {
     "synthmorph2d": "VoxelMorph (2D, 96x112) trained SynthMorph-style on random label maps with random "
                     "contrasts only (never a brain): squared difference of the warped one-hot label maps "
                     "+ diffusion (weight 0.1), 6000 steps",
+    "synthmorph2d_long": "the same as synthmorph2d, trained for 16000 steps (its Dice on brains was still "
+                         "rising at 6000); the SynthMorph-style model of lesson 08",
     "toy_voxelmorph2d": "single-scale VoxelMorph (2D, 64x64) for notebook 06's disk pushed 12 to 20 voxels",
     "toy_voxelmorph2d_diff": "the same, diffeomorphic",
     "toy_pyramid2d": "PyramidNet (3 levels, coarse to fine) for notebook 06's disk pushed 12 to 20 voxels",

@@ -21,35 +21,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import kernels
 from ..checks import check_choice, check_ndim, check_positive_int
+from ..kernels import downsample_image
 from .base import PADDING_MODES, PyramidRegistration, Registration, check_model_inputs, remembers_arguments
 from .voxelmorph import FlowNet
 
-__all__ = ["PyramidNet", "downsample_image"]
-
-_AVG_POOL = {2: F.avg_pool2d, 3: F.avg_pool3d}
-
-
-def downsample_image(image: torch.Tensor, factor: int) -> torch.Tensor:
-    """Shrink ``(B, C, *spatial)`` by an integer ``factor`` per axis, on the same geometry as fields.
-
-    Sizes must be multiples of ``factor``; the result is ``(B, C, *(spatial / factor))``. The image
-    is first smoothed with a ``factor + 1`` wide box (against aliasing), then sampled with
-    ``align_corners=True`` linear interpolation: first and last voxels stay aligned, the convention
-    :func:`regedu.warps.resize_disp` uses for fields, so fields and images of a level match.
-    """
-    if factor == 1:
-        return image
-    ndim = image.dim() - 2
-    width = factor + 1
-    smooth = _AVG_POOL[ndim](image, width, stride=1, padding=width // 2, count_include_pad=False)
-    size = [n // factor for n in image.shape[2:]]
-    mode = "bilinear" if ndim == 2 else "trilinear"
-    return F.interpolate(smooth, size=size, mode=mode, align_corners=True)
+__all__ = ["PyramidNet", "downsample_image"]  # downsample_image lives in regedu.kernels
 
 
 @remembers_arguments

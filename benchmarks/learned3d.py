@@ -1,0 +1,94 @@
+"""The shipped 3D network against ANTs SyNCC and regedu's classical default, on held-out 3D brain pairs.
+
+``heldout.py``'s 3D test pairs (96 x 112 x 96 at 2 mm, made differently from the network's training data:
+the 1 mm template resampled in a tilted frame, Gaussian-bump deformations, other intensities) are
+registered by ``regedu.register(method="voxelmorph")`` (the shipped ``voxelmorph3d_brain``, or a
+checkpoint given with ``--model-file``), the same refined by instance optimisation
+(``"voxelmorph+io"``), regedu's classical default and ANTs SyNCC, with ``classical.py``'s scoring (labels
+carried one-hot, linearly; metrics on the fixed grid). SyNCC takes about 25 minutes to over an hour a pair
+on 2 cores, so its score (time included) is read from ``--peer-cache`` when stored there by an earlier run
+of this or ``classical.py`` on the same pair; the notes say so.
+
+Times: the network's per-pair time is one call of ``regedu.register`` with the model already loaded (the
+first call, on a cropped pair, loads and caches it and is not timed); the load time (reading the file and
+building the model) is measured separately, as the median of ``--repeats`` fresh loads.
+
+    benchmarks/.venv/bin/python benchmarks/learned3d.py --threads 2 \\
+        --peer-cache benchmarks/results/peers_cache.json
+    benchmarks/.venv/bin/python benchmarks/learned3d.py --quick      # smoke run on a cropped pair
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from classical import COLUMNS, SPLIT_NOTES, run_ants, run_dimension, run_regedu, set_threads
+from common import (
+    benchmark_arguments,
+    default_output,
+    environment,
+    format_table,
+    resolve_device,
+    write_results,
+)
+
+from regedu.api import DEFAULT_MODELS
+from regedu.models import pretrained_path
+from regedu.train import load_model
+
+
+def load_seconds(path: Path, device: torch.device, repeats: int) -> float:
+    """Median seconds to read a checkpoint and build its model (no cache)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        load_model(path, device=device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = benchmark_arguments(__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=1, help="test pairs (SyNCC is stored for the first)")
+    parser.add_argument("--split", choices=["test", "development"], default="test")
+    parser.add_argument("--model-file", type=Path, default=None,
+                        help="a 3D checkpoint to score instead of the shipped default")
+    parser.add_argument("--threads", type=int, default=None, help="threads for every contender")
+    parser.add_argument("--peer-cache", type=Path, default=None,
+                        help="JSON file of stored peer scores (classical.py's): reuse them, add new ones")
+    parser.add_argument("--no-classical", action="store_true", help="leave regedu's classical default out")
+    args = parser.parse_args()
+    if args.threads:
+        set_threads(args.threads)
+    device = resolve_device(args.device)
+    if args.model_file is None and 3 not in DEFAULT_MODELS:
+        raise SystemExit("regedu ships no 3D model yet: pass --model-file, e.g. the resumable "
+                         "scripts/checkpoints/voxelmorph3d_brain.ckpt of scripts/train_pretrained.py")
+    model_path = args.model_file or pretrained_path(DEFAULT_MODELS[3])
+    chosen = {"regedu voxelmorph": run_regedu("voxelmorph", device, model=args.model_file),
+              "regedu voxelmorph+io": run_regedu("voxelmorph+io", device, model=args.model_file)}
+    if not args.no_classical:
+        chosen["regedu default"] = run_regedu("default", device)
+    chosen["ANTs SyNCC"] = run_ants("SyNCC")
+    rows = run_dimension(3, args.pairs, chosen, args.quick, split=args.split, peer_cache=args.peer_cache)
+    loading = load_seconds(model_path, device, args.repeats or 5)
+    print(format_table(COLUMNS, rows))
+    print(f"model load: {loading:.3f} s ({model_path.name})")
+    notes = "\n\n".join(__doc__.split("\n\n")[1:3]) + (
+        f"\n\nModel: `{model_path.name}`, loaded in {loading:.3f} s (median of {args.repeats or 5}). "
+        f"Pairs: {args.pairs} of the {args.split} split ({SPLIT_NOTES[args.split]}). Mean Dice before "
+        f"registration: {rows[0]['Dice before']:.3f}.")
+    if args.peer_cache is not None:
+        notes += f" The ANTs row is read from or stored in {args.peer_cache.name}."
+    path = args.output or default_output(f"learned3d_{args.split}", device, args.quick)
+    env = environment(device, ["antspyx", "numpy"])
+    env["model load seconds"] = loading
+    write_results(path, "The shipped 3D network against ANTs SyNCC and the classical default", notes, COLUMNS,
+                  rows, env)
+
+
+if __name__ == "__main__":
+    main()
