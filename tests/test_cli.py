@@ -90,10 +90,11 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(files):
-    """A VoxelMorph trained by `regedu train` for a few steps on the test pair."""
+    """A VoxelMorph trained by `regedu train` for a few steps on the test pair (`--model voxelmorph`: the
+    default is PyramidNet, tests/test_learned_defaults.py)."""
     path = files["root"] / "model.pt"
-    status = cli.main(["train", "--data", str(files["one"]), "--steps", "30", "--batch-size", "1",
-                       "--lr", "0.003", "--out", str(path)])
+    status = cli.main(["train", "--data", str(files["one"]), "--model", "voxelmorph", "--steps", "30",
+                       "--batch-size", "1", "--lr", "0.003", "--out", str(path)])
     assert status == 0
     return path
 
@@ -102,8 +103,9 @@ def test_train_saves_a_checkpoint_and_resumes(files, model, tmp_path, capsys):
     assert T.load_checkpoint(model)["history"]["step"] == 30
     copy = tmp_path / "copy.pt"
     copy.write_bytes(model.read_bytes())
-    status, out, err = run(["train", "--data", files["one"], "--steps", "33", "--batch-size", "1", "--lr",
-                            "0.003", "--schedule", "cosine", "--out", copy, "--resume"], capsys)
+    status, out, err = run(["train", "--data", files["one"], "--model", "voxelmorph", "--steps", "33",
+                            "--batch-size", "1", "--lr", "0.003", "--schedule", "cosine", "--out", copy,
+                            "--resume"], capsys)
     assert status == 0 and "resuming from" in err and "step 30" in err
     assert f"saved the model to {copy} (step 33" in out and "regedu register" in out
     payload = T.load_checkpoint(copy)
