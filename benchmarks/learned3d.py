@@ -1,21 +1,22 @@
 """The shipped 3D network against ANTs SyNCC and regedu's classical default, on held-out 3D brain pairs.
 
 ``heldout.py``'s 3D test pairs (96 x 112 x 96 at 2 mm, made differently from the network's training data:
-the 1 mm template resampled in a tilted frame, Gaussian-bump deformations, other intensities) are
-registered by ``regedu.register(method="voxelmorph")`` (the shipped ``voxelmorph3d_brain``, or a
-checkpoint given with ``--model-file``), the same refined by instance optimisation
-(``"voxelmorph+io"``), regedu's classical default and ANTs SyNCC, with ``classical.py``'s scoring (labels
-carried one-hot, linearly; metrics on the fixed grid). SyNCC takes about 25 minutes to over an hour a pair
-on 2 cores, so its score (time included) is read from ``--peer-cache`` when stored there by an earlier run
-of this or ``classical.py`` on the same pair; the notes say so.
+the 1 mm template resampled in a tilted frame, Gaussian-bump deformations, other intensities) are registered
+by ``regedu.register(method="voxelmorph")`` (the shipped 3D model once ``voxelmorph3d_brain`` ships; until
+then, and for any other, a checkpoint given with ``--model-file``), the same refined by instance
+optimisation (``"voxelmorph+io"``), regedu's classical default and ANTs SyNCC, with ``classical.py``'s
+scoring (labels carried one-hot, linearly; metrics on the fixed grid). SyNCC takes about 25 minutes to over
+an hour a pair on 2 cores, so its score (time included) is read from ``--peer-cache`` when stored there by
+an earlier run of this or ``classical.py`` on the same pair; the notes say so.
 
 Times: the network's per-pair time is one call of ``regedu.register`` with the model already loaded (the
 first call, on a cropped pair, loads and caches it and is not timed); the load time (reading the file and
 building the model) is measured separately, as the median of ``--repeats`` fresh loads.
 
     benchmarks/.venv/bin/python benchmarks/learned3d.py --threads 2 \\
+        --model-file scripts/checkpoints/voxelmorph3d_brain.ckpt \\
         --peer-cache benchmarks/results/peers_cache.json
-    benchmarks/.venv/bin/python benchmarks/learned3d.py --quick      # smoke run on a cropped pair
+    benchmarks/.venv/bin/python benchmarks/learned3d.py --quick --model-file MODEL.pt  # smoke run
 """
 
 from __future__ import annotations

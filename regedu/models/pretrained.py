@@ -17,7 +17,7 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
 _BRAIN2D = ("VoxelMorph (2D, 96x112 brain sections at 2 mm) trained on varied pairs (every axial level of "
             "the cerebrum, small to large deformations, intensity changes, with or without a head): ")
-_LESSON = " (4000 steps, the budget shared by the lessons' models, a third of the default model's)"
+_LESSON = " (4000 steps, the budget shared by the lessons' models, a third of voxelmorph2d_brain's)"
 PRETRAINED = {
     "pyramid2d_brain": "PyramidNet (2D, three U-Nets coarse to fine, 96x112 brain sections at 2 mm) trained "
                        "on the same varied pairs as the VoxelMorph models below: unsupervised, local NCC + "

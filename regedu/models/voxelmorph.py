@@ -8,7 +8,7 @@ The pieces, in the order ``forward`` runs them:
 1. pad both images to a multiple of the network's factor (``2 ** len(encoder)``), so any size works;
 2. :class:`FlowNet`: concatenate ``(moving, fixed)`` along channels, run the :class:`~.unet.UNet`,
    then a 3x3(x3) convolution to ``ndim`` channels (the *flow head*, initialised with tiny weights
-   so that an untrained model predicts an almost-zero field: ``warped ~ moving``);
+   so that an untrained model predicts an almost-zero field: ``warped ~ moving``).
    With ``field_downsize=k`` (> 1) the U-Net reads both images shrunk ``k`` times per axis
    (:func:`regedu.kernels.downsample_image`) and its field is resized back to the input's grid
    (:func:`regedu.kernels.resize_disp`): about ``k ** ndim`` times cheaper, for a smooth field
