@@ -398,4 +398,3 @@ def test_downsample_image_has_one_home():
     from regedu.models import pyramid
 
     assert pyramid.downsample_image is kernels.downsample_image
-
