@@ -2,8 +2,8 @@
 
 ``heldout.py``'s 3D test pairs (96 x 112 x 96 at 2 mm, made differently from the network's training data:
 the 1 mm template resampled in a tilted frame, Gaussian-bump deformations, other intensities) are registered
-by ``regedu.register(method="voxelmorph")`` (the shipped 3D model once ``voxelmorph3d_brain`` ships; until
-then, and for any other, a checkpoint given with ``--model-file``), the same refined by instance
+by ``regedu.register(method="voxelmorph")`` (the shipped 3D model, ``pyramid3d_brain``, or a
+checkpoint given with ``--model-file``), the same refined by instance
 optimisation (``"voxelmorph+io"``), regedu's classical default and ANTs SyNCC, with ``classical.py``'s
 scoring (labels carried one-hot, linearly; metrics on the fixed grid). SyNCC takes about 25 minutes to over
 an hour a pair on 2 cores, so its score (time included) is read from ``--peer-cache`` when stored there by
@@ -14,7 +14,6 @@ first call, on a cropped pair, loads and caches it and is not timed); the load t
 building the model) is measured separately, as the median of ``--repeats`` fresh loads.
 
     benchmarks/.venv/bin/python benchmarks/learned3d.py --threads 2 \\
-        --model-file scripts/checkpoints/voxelmorph3d_brain.ckpt \\
         --peer-cache benchmarks/results/peers_cache.json
     benchmarks/.venv/bin/python benchmarks/learned3d.py --quick --model-file MODEL.pt  # smoke run
 """
@@ -65,9 +64,6 @@ def main() -> None:
     if args.threads:
         set_threads(args.threads)
     device = resolve_device(args.device)
-    if args.model_file is None and 3 not in DEFAULT_MODELS:
-        raise SystemExit("regedu ships no 3D model yet: pass --model-file, e.g. the resumable "
-                         "scripts/checkpoints/voxelmorph3d_brain.ckpt of scripts/train_pretrained.py")
     model_path = args.model_file or pretrained_path(DEFAULT_MODELS[3])
     chosen = {"regedu voxelmorph": run_regedu("voxelmorph", device, model=args.model_file),
               "regedu voxelmorph+io": run_regedu("voxelmorph+io", device, model=args.model_file)}

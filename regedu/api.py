@@ -8,8 +8,8 @@ pipeline that did best in ``benchmarks/classical.py`` (:data:`DEFAULT_PIPELINE`,
 
 Learned methods (:data:`LEARNED_METHODS`) run a trained network instead of an optimisation:
 ``"voxelmorph"`` is one forward pass of ``model=`` (a checkpoint path or a module; default the
-shipped 2D brain model, :data:`DEFAULT_MODELS`: a multiscale VoxelMorph, ``PyramidNet``; there is no
-shipped 3D model yet), ``"voxelmorph+io"`` refines that
+shipped brain model of the images' dimension, :data:`DEFAULT_MODELS`: a multiscale VoxelMorph,
+``PyramidNet``, in 2D and, thinking on a 2x coarser grid, in 3D), ``"voxelmorph+io"`` refines that
 network's field on the pair by a few gradient steps (:func:`regedu.train.instance_optimize`).
 In every name ``+`` means "then, starting from the previous stage's result": ``"affine+bspline"``
 is the affine registration, then the B-spline from its affine; ``"voxelmorph+io"`` is the network,
@@ -303,7 +303,7 @@ DEFAULT_REFINE = REFINE_ITERATIONS  # iterations (at most) of the default's dens
 # learned methods: a trained network, optionally refined on the pair
 # ---------------------------------------------------------------------------
 
-DEFAULT_MODELS = {2: "pyramid2d_brain"}  # ndim -> shipped model used when `model=None` (no 3D one yet)
+DEFAULT_MODELS = {2: "pyramid2d_brain", 3: "pyramid3d_brain"}  # ndim -> shipped model used when `model=None`
 
 
 def _model_ndim(model: torch.nn.Module) -> int | None:
@@ -392,7 +392,7 @@ def register_learned(moving: torch.Tensor, fixed: torch.Tensor, *, model=None, d
             works: regedu's networks pad to their down-sampling factor internally and crop back.
         model: a checkpoint path (from :func:`regedu.train.train` or ``regedu train``), a module
             whose ``forward(moving, fixed)`` returns ``(warped, disp, ...)``, or ``None`` for the
-            shipped 2D brain model (:data:`DEFAULT_MODELS`; there is no shipped 3D model yet).
+            shipped 2D or 3D brain model (:data:`DEFAULT_MODELS`).
             A checkpoint is loaded once and kept, frozen, until the file changes
             (:mod:`regedu.model_cache`), so a loop over pairs pays the load once.
         device: where to run; a module given as ``model`` is moved there (in place). ``None``: a

@@ -144,6 +144,26 @@ def test_register_with_a_classical_method(files, tmp_path, capsys):
     assert 0.9 * moving_max < float(load_nifti(tmp_path / "w.nii.gz").image.max()) <= moving_max + 1e-4
 
 
+@pytest.mark.parametrize("terminal", [True, False])
+def test_register_draws_a_progress_bar_only_on_a_terminal(files, tmp_path, capsys, monkeypatch, terminal):
+    """A bar on a terminal (shown when the run lasts over 2 s); none into a pipe, where it would litter
+    a log or a notebook's captured output."""
+    from regedu.cli import register as command
+
+    seen = {}
+    real_run_method = command.run_method
+
+    def spy(*args, progress, **kwargs):
+        seen["progress"] = progress
+        return real_run_method(*args, progress=progress, **kwargs)
+
+    monkeypatch.setattr(command, "run_method", spy)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    status, _, err = run(register_args(files, tmp_path, "--method", "affine"), capsys)
+    assert status == 0, err
+    assert seen["progress"] is (None if terminal else False)
+
+
 def test_register_with_the_trained_model(files, model, tmp_path, capsys):
     status, out, err = run(register_args(files, tmp_path, "--method", "voxelmorph", "--model", model), capsys)
     assert status == 0, err
@@ -233,8 +253,6 @@ BAD_CALLS = {
                             "--model", "{corrupt}"], "not a readable regedu checkpoint"),
     "missing checkpoint": (["register", "{m}", "{f}", "-o", "{tmp}/w.nii.gz", "--method", "voxelmorph",
                             "--model", "{tmp}/none.pt"], "no checkpoint at"),
-    "3D without a model": (["register", "{volume}", "{volume}", "-o", "{tmp}/w.nii.gz", "--method",
-                            "voxelmorph"], "needs --model for 3D images"),
     "bad output name": (["register", "{m}", "{f}", "-o", "{tmp}/w.png"], "must end in .nii.gz or .nii"),
     "output folder": (["register", "{m}", "{f}", "-o", "{tmp}/no/w.nii.gz"], "does not exist; create it"),
     "labels alone": (["register", "{m}", "{f}", "-o", "{tmp}/w.nii.gz", "--labels", "{m_labels}"],

@@ -1,7 +1,7 @@
 """Issue 11: the defaults a user gets for learned registration are the ones measured best on held-out
 pairs (README, "Learned registration against ANTs SyNCC and VoxelMorph"): the multiscale PyramidNet for
-``regedu.register(method="voxelmorph")`` in 2D and for ``regedu train``, trained on the varied brain pairs
-in 2D and 3D; the SynthMorph-style model of lesson 08 is the 16000-step one."""
+``regedu.register(method="voxelmorph")`` in 2D and 3D and for ``regedu train``, trained on the varied
+brain pairs in 2D and 3D; the SynthMorph-style model of lesson 08 is the 16000-step one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 import torch
 
-from regedu.api import DEFAULT_MODELS
+from regedu.api import DEFAULT_MODELS, register
 from regedu.cli import build_parser
 from regedu.cli.train import _build_model, synthetic_data
 from regedu.data import BrainSlicePairs, BrainVolumePairs
@@ -36,6 +36,31 @@ def test_regedu_train_defaults_to_the_pyramid_on_varied_data():
     assert isinstance(_build_model("voxelmorph", 2, 1), VoxelMorph)
     assert isinstance(synthetic_data("brain2d", 0, 4, torch.device("cpu")), BrainSlicePairs)
     assert isinstance(synthetic_data("brain3d", 0, 4, torch.device("cpu")), BrainVolumePairs)
+    in_3d = _build_model(args.model, 3, 1)  # the shipped 3D model's layout
+    assert isinstance(in_3d, PyramidNet) and in_3d.field_downsize == 2
+
+
+def test_the_default_3d_model_is_the_shipped_pyramid_on_a_coarser_grid():
+    assert DEFAULT_MODELS[3] == "pyramid3d_brain"
+    model = pretrained("pyramid3d_brain")
+    assert isinstance(model, PyramidNet) and model.ndim == 3 and model.field_downsize == 2
+    log = json.loads(pretrained_path("pyramid3d_brain").with_suffix(".log").read_text())
+    assert log["file"] == "regedu/weights/pyramid3d_brain.pt" and log["config"]["similarity"] == "ncc"
+    assert log["validation_after"]["dice"] > log["validation_before"]["dice"] + 0.2
+    assert log["validation_after"]["folding"] < 0.001
+
+
+def test_register_uses_the_3d_model_on_a_volume():
+    """One varied training-like pair: the shipped network moves it and raises its label overlap."""
+    from regedu import metrics
+
+    pair = BrainVolumePairs(1, seed=7)[0]
+    result = register(pair["moving"][None], pair["fixed"][None], method="voxelmorph",
+                      moving_labels=pair["moving_labels"][None])
+    assert result.disp.shape == (1, 3, 96, 112, 96)
+    before = metrics.dice(pair["moving_labels"][None], pair["fixed_labels"][None]).mean()
+    after = metrics.dice(result.warped_labels, pair["fixed_labels"][None]).mean()
+    assert after > before + 0.05
 
 
 def test_lesson_08s_synthmorph_model_ships_with_its_log():

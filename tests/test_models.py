@@ -29,6 +29,7 @@ MODELS = {
     "voxelmorph-coarse": lambda ndim: VoxelMorph(ndim, field_downsize=2),
     "pyramid": lambda ndim: PyramidNet(ndim),
     "pyramid-diffeo": lambda ndim: PyramidNet(ndim, diffeomorphic=True, int_steps=4),
+    "pyramid-coarse": lambda ndim: PyramidNet(ndim, field_downsize=2),
     "affine": lambda ndim: AffineNet(ndim),
     "cascade": lambda ndim: Cascade(AffineNet(ndim), VoxelMorph(ndim)),
 }
@@ -391,6 +392,30 @@ def test_field_downsize_runs_the_unet_on_a_coarser_grid_and_resizes_its_field(nd
     assert coarse.shape[2:] == (size // 2,) * ndim
     torch.testing.assert_close(disp, resize_disp(coarse, (size,) * ndim))
     assert disp.abs().max() > 0.01
+
+
+def test_pyramid_field_downsize_runs_the_whole_pyramid_on_a_coarser_grid(ndim):
+    """``PyramidNet(field_downsize=2)``: all its levels see both images shrunk 2x, and the field is the
+    coarse pyramid's resized back (values doubled); an odd size is first padded to an even one."""
+    from regedu.kernels import downsample_image, resize_disp
+
+    torch.manual_seed(0)
+    coarse_model = PyramidNet(ndim, field_downsize=2)
+    plain_model = PyramidNet(ndim)
+    for net in coarse_model.nets:
+        torch.nn.init.normal_(net.head.weight, std=0.05)  # a field worth comparing
+    plain_model.load_state_dict(coarse_model.state_dict())
+    assert coarse_model.factor == 2 * plain_model.factor
+    size = coarse_model.factor
+    moving, fixed = torch.rand(1, 1, *[size] * ndim), torch.rand(1, 1, *[size] * ndim)
+    with torch.no_grad():
+        result = coarse_model(moving, fixed, return_levels=True)
+        small = plain_model(downsample_image(moving, 2), downsample_image(fixed, 2)).disp
+        odd = coarse_model(moving[..., :-1], fixed[..., :-1]).disp
+    torch.testing.assert_close(result.disp, resize_disp(small, (size,) * ndim))
+    assert result.disp.abs().max() > 0.01
+    assert result.levels[-1] is result.disp and len(result.levels) == 3
+    assert odd.shape[2:] == (size,) * (ndim - 1) + (size - 1,)
 
 
 def test_downsample_image_has_one_home():

@@ -102,13 +102,9 @@ def run_method(pair, method: str, learned: bool, network, device: torch.device, 
     """:func:`regedu.register` on a :class:`regedu.data.NiftiPair`; the result on the CPU,
     ``warped_labels`` made from the original moving labels by :func:`regedu.data.warp_moving`.
     A classical method gets the fixed header's voxel size (:func:`header_voxel_size`)."""
-    from ..api import DEFAULT_MODELS, register
+    from ..api import register
     from ..data.pairs import warp_moving
 
-    ndim = pair.fixed.dim() - 2
-    if learned and network is None and ndim not in DEFAULT_MODELS:
-        raise CommandError(f"--method {method} needs --model for {ndim}D images: regedu ships a pre-trained "
-                           f"model for 2D only. Train one: `regedu train --data brain3d --out model.pt`.")
     options = header_voxel_size(method, options, pair)
     check_options(method, options, tuple(pair.fixed.shape[2:]))  # the checks that need the size
     extra = {"model": network} if learned else {"progress": progress}

@@ -7,6 +7,8 @@ from the original moving file by one interpolation (:func:`regedu.data.warp_movi
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from .common import CommandError, add_common, check_output, claim, device_from
@@ -77,7 +79,9 @@ def run(args) -> int:
                      method=args.method)
     if "--disp" in outputs:
         _check_disp_format(pair, args.disp_format)
-    result = run_method(pair, args.method, learned, network, device, options, progress=None)
+    # a progress bar for runs over 2 s on a terminal; none into a file or a pipe (logs, notebooks)
+    progress = None if sys.stderr.isatty() else False
+    result = run_method(pair, args.method, learned, network, device, options, progress=progress)
     save_nifti(warp_moving(pair, result.disp), outputs["-o"], pair.affine, overwrite=True)
     if "--disp" in outputs:
         save_nifti(result.disp, outputs["--disp"], pair.affine, overwrite=True, field=args.disp_format)

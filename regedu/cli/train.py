@@ -111,8 +111,8 @@ def _build_model(name: str, ndim: int, channels: int) -> torch.nn.Module:
         return models.VoxelMorph(ndim, in_channels=channels)
     if name == "voxelmorph-diff":
         return models.VoxelMorph(ndim, diffeomorphic=True, in_channels=channels)
-    if name == "pyramid":
-        return models.PyramidNet(ndim, in_channels=channels)
+    if name == "pyramid":  # in 3D the shipped model's layout: the pyramid thinks on a 2x coarser grid
+        return models.PyramidNet(ndim, in_channels=channels, field_downsize=2 if ndim == 3 else 1)
     if name == "affine":
         return models.AffineNet(ndim, in_channels=channels)
     return models.LightVoxelMorph(ndim, in_channels=channels)
