@@ -16,6 +16,8 @@ building the model) is measured separately, as the median of ``--repeats`` fresh
     benchmarks/.venv/bin/python benchmarks/learned3d.py --threads 2 \\
         --peer-cache benchmarks/results/peers_cache.json
     benchmarks/.venv/bin/python benchmarks/learned3d.py --quick --model-file MODEL.pt  # smoke run
+    benchmarks/.venv/bin/python benchmarks/learned3d.py --split development --no-ants \\
+        --compare scripts/checkpoints/finished/pyramid3d_brain_long.pt     # choose between two models
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ def main() -> None:
     parser.add_argument("--peer-cache", type=Path, default=None,
                         help="JSON file of stored peer scores (classical.py's): reuse them, add new ones")
     parser.add_argument("--no-classical", action="store_true", help="leave regedu's classical default out")
+    parser.add_argument("--no-ants", action="store_true",
+                        help="leave ANTs SyNCC out (a pair it has not been stored for costs it an hour)")
+    parser.add_argument("--compare", type=Path, nargs="*", default=[],
+                        help="more 3D checkpoints, each scored alone and refined, beside the first")
     args = parser.parse_args()
     if args.threads:
         set_threads(args.threads)
@@ -67,9 +73,13 @@ def main() -> None:
     model_path = args.model_file or pretrained_path(DEFAULT_MODELS[3])
     chosen = {"regedu voxelmorph": run_regedu("voxelmorph", device, model=args.model_file),
               "regedu voxelmorph+io": run_regedu("voxelmorph+io", device, model=args.model_file)}
+    for other in args.compare:
+        chosen[f"regedu voxelmorph ({other.stem})"] = run_regedu("voxelmorph", device, model=other)
+        chosen[f"regedu voxelmorph+io ({other.stem})"] = run_regedu("voxelmorph+io", device, model=other)
     if not args.no_classical:
         chosen["regedu default"] = run_regedu("default", device)
-    chosen["ANTs SyNCC"] = run_ants("SyNCC")
+    if not args.no_ants:
+        chosen["ANTs SyNCC"] = run_ants("SyNCC")
     rows = run_dimension(3, args.pairs, chosen, args.quick, split=args.split, peer_cache=args.peer_cache)
     loading = load_seconds(model_path, device, args.repeats or 5)
     print(format_table(COLUMNS, rows))
@@ -78,7 +88,7 @@ def main() -> None:
         f"\n\nModel: `{model_path.name}`, loaded in {loading:.3f} s (median of {args.repeats or 5}). "
         f"Pairs: {args.pairs} of the {args.split} split ({SPLIT_NOTES[args.split]}). Mean Dice before "
         f"registration: {rows[0]['Dice before']:.3f}.")
-    if args.peer_cache is not None:
+    if args.peer_cache is not None and not args.no_ants:
         notes += f" The ANTs row is read from or stored in {args.peer_cache.name}."
     path = args.output or default_output(f"learned3d_{args.split}", device, args.quick)
     env = environment(device, ["antspyx", "numpy"])

@@ -122,7 +122,7 @@ RECIPES = {
     # 3600, 0.880 for the 2D default); replaces pyramid3d_brain when it is finished and scores better
     "pyramid3d_brain_long": (PyramidNet, {"ndim": 3, "field_downsize": 2}, brain_volume_pairs,
                              dict(BRAIN3D_CONFIG, supervision="unsupervised", similarity="ncc", weight=1.0,
-                                  steps=8000, seed=1)),
+                                  steps=4000, seed=1)),
     "toy_voxelmorph2d": (VoxelMorph, {"ndim": 2}, toy_pairs, dict(TOY_CONFIG)),
     "toy_voxelmorph2d_diff": (VoxelMorph, {"ndim": 2, "diffeomorphic": True}, toy_pairs, dict(TOY_CONFIG)),
     "toy_pyramid2d": (PyramidNet, {"ndim": 2}, toy_pairs, dict(TOY_CONFIG)),
@@ -131,8 +131,8 @@ RECIPES = {
 
 # recipes whose model is not in regedu/weights yet (regedu.models.PRETRAINED lists only shipped ones)
 NOT_SHIPPED_YET = {
-    "pyramid3d_brain_long": "8000 more steps of pyramid3d_brain's training, about 1.5 s each on a 2-core CPU "
-                            "(3.5 hours), minutes on a GPU; resumable, in training. When it scores better on "
+    "pyramid3d_brain_long": "4000 more steps of pyramid3d_brain's training, about 1.5 s each on a 2-core CPU "
+                            "(1.7 hours), minutes on a GPU; resumable, in training. When it scores better on "
                             "benchmarks/learned3d.py's development pair, it replaces pyramid3d_brain",
 }
 # recipes that start from a shipped model's weights instead of a fresh initialisation
