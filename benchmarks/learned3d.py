@@ -2,8 +2,8 @@
 
 ``heldout.py``'s 3D test pairs (96 x 112 x 96 at 2 mm, made differently from the network's training data:
 the 1 mm template resampled in a tilted frame, Gaussian-bump deformations, other intensities) are registered
-by ``regedu.register(method="voxelmorph")`` (the shipped 3D model, ``pyramid3d_brain``, or a
-checkpoint given with ``--model-file``), the same refined by instance
+by ``regedu.register(method="voxelmorph")`` (the shipped 3D model,
+``regedu.api.DEFAULT_MODELS[3]``, or a checkpoint given with ``--model-file``), the same refined by instance
 optimisation (``"voxelmorph+io"``), regedu's classical default and ANTs SyNCC, with ``classical.py``'s
 scoring (labels carried one-hot, linearly; metrics on the fixed grid). SyNCC takes about 25 minutes to over
 an hour a pair on 2 cores, so its score (time included) is read from ``--peer-cache`` when stored there by

@@ -242,8 +242,9 @@ nb.markdown("""
 """)
 
 nb.code("""
-    log = json.loads(models.pretrained_path("pyramid3d_brain").with_suffix(".log").read_text())
-    print(f"shipped model: {log['steps']} steps, {log['machine']}")
+    shipped = regedu.api.DEFAULT_MODELS[3]  # the name of the shipped 3D model
+    log = json.loads(models.pretrained_path(shipped).with_suffix(".log").read_text())
+    print(f"shipped model: {shipped}, {log['steps']} steps, {log['machine']}")
     _ = regedu.register(atlas, fixed, method="voxelmorph")  # the first call loads and caches the model
     for method, options in [("voxelmorph", {}), ("voxelmorph+io", {"steps": IO_STEPS})]:
         report[f"learned ({method})"] = measured(lambda: regedu.register(
