@@ -303,7 +303,8 @@ DEFAULT_REFINE = REFINE_ITERATIONS  # iterations (at most) of the default's dens
 # learned methods: a trained network, optionally refined on the pair
 # ---------------------------------------------------------------------------
 
-DEFAULT_MODELS = {2: "pyramid2d_brain", 3: "pyramid3d_brain"}  # ndim -> shipped model used when `model=None`
+# ndim -> the shipped model used when `model=None`
+DEFAULT_MODELS = {2: "pyramid2d_brain", 3: "pyramid3d_brain_long"}
 
 
 def _model_ndim(model: torch.nn.Module) -> int | None:

@@ -41,13 +41,19 @@ def test_regedu_train_defaults_to_the_pyramid_on_varied_data():
 
 
 def test_the_default_3d_model_is_the_shipped_pyramid_on_a_coarser_grid():
-    assert DEFAULT_MODELS[3] == "pyramid3d_brain"
-    model = pretrained("pyramid3d_brain")
+    assert DEFAULT_MODELS[3] == "pyramid3d_brain_long"
+    model = pretrained("pyramid3d_brain_long")
     assert isinstance(model, PyramidNet) and model.ndim == 3 and model.field_downsize == 2
-    log = json.loads(pretrained_path("pyramid3d_brain").with_suffix(".log").read_text())
-    assert log["file"] == "regedu/weights/pyramid3d_brain.pt" and log["config"]["similarity"] == "ncc"
-    assert log["validation_after"]["dice"] > log["validation_before"]["dice"] + 0.2
-    assert log["validation_after"]["folding"] < 0.001
+    start, longer = (json.loads(pretrained_path(name).with_suffix(".log").read_text())
+                     for name in ("pyramid3d_brain", "pyramid3d_brain_long"))
+    assert longer["file"] == "regedu/weights/pyramid3d_brain_long.pt"
+    assert longer["config"]["similarity"] == "ncc"
+    # the long model continued the first one's training and kept improving on the same validation pairs
+    assert longer["starts_from"] == "pyramid3d_brain"
+    assert longer["validation_before"]["dice"] == start["validation_after"]["dice"]
+    assert start["validation_after"]["dice"] > start["validation_before"]["dice"] + 0.2
+    assert longer["validation_after"]["dice"] > longer["validation_before"]["dice"] + 0.02
+    assert longer["validation_after"]["folding"] < 0.001
 
 
 def test_register_uses_the_3d_model_on_a_volume():
