@@ -130,10 +130,10 @@ def crop_pair(pair: Pair, size: int = 32) -> Pair:
 # ---------------------------------------------------------------------------
 
 
-def run_regedu(method: str, device: torch.device, model=None) -> Callable[[Pair], Outcome]:
-    """A contender: ``regedu.register(method=...)``, timed to the end; ``model`` (a checkpoint path) for a
-    learned method other than the shipped default."""
-    options = {"model": model} if method in LEARNED_METHODS else {"progress": False}
+def run_regedu(method: str, device: torch.device, model=None, **options) -> Callable[[Pair], Outcome]:
+    """A contender: ``regedu.register(method=..., **options)``, timed to the end; ``model`` (a checkpoint
+    path) for a learned method other than the shipped default."""
+    options = {**options, **({"model": model} if method in LEARNED_METHODS else {"progress": False})}
 
     def run(pair: Pair) -> Outcome:
         moving, fixed = pair.moving.to(device), pair.fixed.to(device)

@@ -18,6 +18,7 @@ building the model) is measured separately, as the median of ``--repeats`` fresh
     benchmarks/.venv/bin/python benchmarks/learned3d.py --quick --model-file MODEL.pt  # smoke run
     benchmarks/.venv/bin/python benchmarks/learned3d.py --split development --no-ants \\
         --compare scripts/checkpoints/finished/pyramid3d_brain_long.pt     # choose between two models
+    benchmarks/.venv/bin/python benchmarks/learned3d.py --io-steps 5 10 # shorter refinements too
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--no-classical", action="store_true", help="leave regedu's classical default out")
     parser.add_argument("--no-ants", action="store_true",
                         help="leave ANTs SyNCC out (a pair it has not been stored for costs it an hour)")
+    parser.add_argument("--io-steps", type=int, nargs="*", default=[],
+                        help="also refine the field with these numbers of steps (50, the default, always)")
     parser.add_argument("--compare", type=Path, nargs="*", default=[],
                         help="more 3D checkpoints, each scored alone and refined, beside the first")
     args = parser.parse_args()
@@ -73,6 +76,9 @@ def main() -> None:
     model_path = args.model_file or pretrained_path(DEFAULT_MODELS[3])
     chosen = {"regedu voxelmorph": run_regedu("voxelmorph", device, model=args.model_file),
               "regedu voxelmorph+io": run_regedu("voxelmorph+io", device, model=args.model_file)}
+    for steps in args.io_steps:
+        chosen[f"regedu voxelmorph+io ({steps} steps)"] = run_regedu("voxelmorph+io", device,
+                                                                    model=args.model_file, steps=steps)
     for other in args.compare:
         chosen[f"regedu voxelmorph ({other.stem})"] = run_regedu("voxelmorph", device, model=other)
         chosen[f"regedu voxelmorph+io ({other.stem})"] = run_regedu("voxelmorph+io", device, model=other)

@@ -291,8 +291,9 @@ nb.markdown("""
     steps, closes much of the gap in seconds.
 
     On held-out 3D pairs made differently from the training data, `benchmarks/learned3d.py` measures the same
-    against ANTs SyNCC: the network alone reaches 0.86 times SyNCC's Dice in half a second, refined 1.00
-    times in 16 seconds, against SyNCC's 72 minutes on a CPU (`benchmarks/results/learned3d_test_cpu.md`).
+    against ANTs SyNCC: the network alone reaches 0.86 times SyNCC's Dice in half a second, refined by 8
+    steps 0.96 times in under two seconds, by 50 steps 1.00 times in 16 seconds, against SyNCC's 72 minutes
+    on a CPU (`benchmarks/results/learned3d_test_cpu.md` and `learned3d_test_2threads_cpu.md`).
     Learned registration pays for its training once, then wins whenever many pairs must be registered fast.
 
     The summary of the classical result, on the axial slice through the middle of the volume:
