@@ -83,6 +83,8 @@ SYNTHMORPH_CONFIG = dict(batch_size=4, lr=1e-3, schedule="cosine", steps=6000)
 # multiscale network learns faster per step: at step 1800 its loss was -0.38 against VoxelMorph's -0.28
 # (VoxelMorph reached -0.35 only at step 4300), for about the same time a step
 BRAIN3D_CONFIG = dict(batch_size=1, lr=3e-4, schedule="cosine", steps=3600)
+BRAIN3D_UNSUPERVISED = dict(BRAIN3D_CONFIG, supervision="unsupervised", similarity="ncc", weight=1.0)
+PYRAMID3D = {"ndim": 3, "field_downsize": 2}  # the 3D models' network: the pyramid on a 2x coarser grid
 TOY_CONFIG = dict(batch_size=8, lr=2e-3, schedule="cosine", steps=3000, similarity="mse", weight=0.01)
 
 RECIPES = {
@@ -115,19 +117,16 @@ RECIPES = {
                           dict(SYNTHMORPH_CONFIG, supervision="synthmorph", weight=0.1, steps=16000)),
     # 3D: the multiscale network on a 2x coarser grid (levels at 16, 8, 4 mm for the 2 mm template), the
     # 3D default of register(method="voxelmorph")
-    "pyramid3d_brain": (PyramidNet, {"ndim": 3, "field_downsize": 2}, brain_volume_pairs,
-                        dict(BRAIN3D_CONFIG, supervision="unsupervised", similarity="ncc", weight=1.0)),
+    "pyramid3d_brain": (PyramidNet, PYRAMID3D, brain_volume_pairs, BRAIN3D_UNSUPERVISED),
     # the same network trained further (it starts from pyramid3d_brain, see CONTINUES_FROM; another shuffle
     # seed, so other pairs): at step 3600 its validation Dice was still rising (0.627 at 2000, 0.655 at
     # 3600, 0.880 for the 2D default); it reached 0.737 and replaced pyramid3d_brain as the 3D default
-    "pyramid3d_brain_long": (PyramidNet, {"ndim": 3, "field_downsize": 2}, brain_volume_pairs,
-                             dict(BRAIN3D_CONFIG, supervision="unsupervised", similarity="ncc", weight=1.0,
-                                  steps=4000, seed=1)),
+    "pyramid3d_brain_long": (PyramidNet, PYRAMID3D, brain_volume_pairs,
+                             dict(BRAIN3D_UNSUPERVISED, steps=4000, seed=1)),
     # and further still (0.655 -> 0.737 in those 4000 steps, still rising); replaces pyramid3d_brain_long
     # when it is finished and scores better on benchmarks/learned3d.py's development pair
-    "pyramid3d_brain_longer": (PyramidNet, {"ndim": 3, "field_downsize": 2}, brain_volume_pairs,
-                               dict(BRAIN3D_CONFIG, supervision="unsupervised", similarity="ncc", weight=1.0,
-                                    steps=4000, seed=2)),
+    "pyramid3d_brain_longer": (PyramidNet, PYRAMID3D, brain_volume_pairs,
+                               dict(BRAIN3D_UNSUPERVISED, steps=4000, seed=2)),
     "toy_voxelmorph2d": (VoxelMorph, {"ndim": 2}, toy_pairs, dict(TOY_CONFIG)),
     "toy_voxelmorph2d_diff": (VoxelMorph, {"ndim": 2, "diffeomorphic": True}, toy_pairs, dict(TOY_CONFIG)),
     "toy_pyramid2d": (PyramidNet, {"ndim": 2}, toy_pairs, dict(TOY_CONFIG)),
@@ -206,7 +205,7 @@ def _step_of(checkpoint: Path) -> int:
 
 def _finish(name, model, config, history, validation, progress, out, checkpoint) -> dict:
     after = evaluate(model, validation)
-    before = json.loads(progress.read_text().splitlines()[0])["validation_before"]
+    start = json.loads(progress.read_text().splitlines()[0])  # written when the run began
     path = save_checkpoint(out / f"{name}.pt", model, optimizer=None, config=config, history=history)
     losses = history.losses
     every = max(100, len(losses) // 40)
@@ -218,8 +217,9 @@ def _finish(name, model, config, history, validation, progress, out, checkpoint)
         "seconds": round(history.seconds, 1),
         f"loss_every_{every}_steps": [round(sum(losses[i:i + every]) / len(losses[i:i + every]), 4)
                                       for i in range(0, len(losses), every)],
-        "validation_pairs": len(validation), "validation_before": before, "validation_after": after,
-        "resumable_checkpoint": _relative(checkpoint),
+        "validation_pairs": len(validation), "validation_before": start["validation_before"],
+        "validation_after": after, "resumable_checkpoint": _relative(checkpoint),
+        **({"starts_from": start["starts_from"]} if "starts_from" in start else {}),
     }
 
 

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from regedu.models import PRETRAINED
@@ -46,6 +47,21 @@ def test_a_run_cut_short_continues_and_finishes_with_a_clean_log(tmp_path, capsy
     assert str(tmp_path) not in log_text and "/work" not in log_text and "/home" not in log_text
     progress = (checkpoints / "toy_voxelmorph2d.progress").read_text().splitlines()
     assert [json.loads(line).get("step") for line in progress[1:]] == [2, 4]
+
+
+def test_a_recipe_that_continues_a_shipped_model_starts_from_its_weights_and_says_so(tmp_path, monkeypatch):
+    script = _script()
+    monkeypatch.setitem(script.CONTINUES_FROM, "toy_voxelmorph2d", "toy_voxelmorph2d")
+    weights, checkpoints = tmp_path / "weights", tmp_path / "checkpoints"
+    torch.set_num_threads(1)
+    script.main(["toy_voxelmorph2d", "--steps", "2", "--out", str(weights),
+                 "--checkpoints", str(checkpoints)])
+    log = json.loads((weights / "toy_voxelmorph2d.log").read_text())
+    shipped = json.loads((script.WEIGHTS / "toy_voxelmorph2d.log").read_text())
+    assert log["starts_from"] == "toy_voxelmorph2d"
+    # it starts where the shipped model is (same validation pairs), not from a fresh network's Dice
+    assert log["validation_before"]["dice"] == pytest.approx(shipped["validation_after"]["dice"], abs=1e-4)
+    assert log["validation_before"]["dice"] > shipped["validation_before"]["dice"] + 0.5
 
 
 def test_the_readme_table_lists_finished_models_from_their_logs(tmp_path, capsys):
