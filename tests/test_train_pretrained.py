@@ -22,8 +22,8 @@ def _script():
 
 def test_every_recipe_is_a_described_shipped_model():
     script = _script()
-    assert set(script.RECIPES) == set(PRETRAINED) | set(script.NOT_SHIPPED_YET)
-    assert not set(PRETRAINED) & set(script.NOT_SHIPPED_YET)
+    assert set(script.RECIPES) == set(PRETRAINED) | set(script.NOT_SHIPPED)
+    assert not set(PRETRAINED) & set(script.NOT_SHIPPED)
 
 
 def test_a_run_cut_short_continues_and_finishes_with_a_clean_log(tmp_path, capsys):
@@ -62,6 +62,18 @@ def test_a_recipe_that_continues_a_shipped_model_starts_from_its_weights_and_say
     # it starts where the shipped model is (same validation pairs), not from a fresh network's Dice
     assert log["validation_before"]["dice"] == pytest.approx(shipped["validation_after"]["dice"], abs=1e-4)
     assert log["validation_before"]["dice"] > shipped["validation_before"]["dice"] + 0.5
+
+
+def test_a_recipe_that_continues_an_unshipped_model_starts_from_its_finished_weights(tmp_path, monkeypatch):
+    script = _script()
+    monkeypatch.setattr(script, "WEIGHTS", tmp_path / "shipped")  # nothing shipped
+    monkeypatch.setitem(script.CONTINUES_FROM, "toy_voxelmorph2d_diff", "toy_voxelmorph2d")
+    out = tmp_path / "finished"
+    with pytest.raises(FileNotFoundError, match="train_pretrained.py toy_voxelmorph2d"):
+        script._start_weights("toy_voxelmorph2d_diff", out)
+    out.mkdir()
+    (out / "toy_voxelmorph2d.pt").write_bytes(b"")
+    assert script._start_weights("toy_voxelmorph2d_diff", out) == out / "toy_voxelmorph2d.pt"
 
 
 def test_the_readme_table_lists_finished_models_from_their_logs(tmp_path, capsys):
