@@ -139,8 +139,8 @@ RECIPES = {
     # 3600, 0.880 for the 2D default); it reached 0.737 and replaced pyramid3d_brain as the 3D default
     "pyramid3d_brain_long": (PyramidNet, PYRAMID3D, brain_volume_pairs,
                              dict(BRAIN3D_UNSUPERVISED, steps=4000, seed=1)),
-    # and further still (0.655 -> 0.737 in those 4000 steps, still rising); replaces pyramid3d_brain_long
-    # when it is finished and scores better on benchmarks/learned3d.py's development pair
+    # and further still (0.655 -> 0.737 in those 4000 steps, still rising): 0.737 -> 0.770, and on
+    # benchmarks/learned3d.py's development pair 0.722 against 0.667, so it replaced pyramid3d_brain_long
     "pyramid3d_brain_longer": (PyramidNet, PYRAMID3D, brain_volume_pairs,
                                dict(BRAIN3D_UNSUPERVISED, steps=4000, seed=2)),
     "toy_voxelmorph2d": (VoxelMorph, {"ndim": 2}, toy_pairs, dict(TOY_CONFIG)),
@@ -152,10 +152,6 @@ RECIPES = {
 # recipes whose model is not in regedu/weights (regedu.models.PRETRAINED lists only shipped ones): in
 # training, or trained, measured and not chosen; each says which and why
 NOT_SHIPPED = {
-    "pyramid3d_brain_longer": "4000 more steps of pyramid3d_brain_long's training, about 1.5 s each on a "
-                              "2-core CPU (1.7 hours), minutes on a GPU; resumable, in training. When it "
-                              "scores better on benchmarks/learned3d.py's development pair, it replaces "
-                              "pyramid3d_brain_long",
     "synthmorph_pyramid2d": "trained (27 min), not shipped: on benchmarks/synthmorph.py's development "
                             "pairs (seed 11) T1 -> T1 0.760 but T1 -> T2-like only 0.545, below "
                             "synthmorph2d_long's 0.596 and short of no registration + 0.15 (0.587); the "

@@ -41,19 +41,20 @@ def test_regedu_train_defaults_to_the_pyramid_on_varied_data():
 
 
 def test_the_default_3d_model_is_the_shipped_pyramid_on_a_coarser_grid():
-    assert DEFAULT_MODELS[3] == "pyramid3d_brain_long"
-    model = pretrained("pyramid3d_brain_long")
+    assert DEFAULT_MODELS[3] == "pyramid3d_brain_longer"
+    model = pretrained("pyramid3d_brain_longer")
     assert isinstance(model, PyramidNet) and model.ndim == 3 and model.field_downsize == 2
-    start, longer = (json.loads(pretrained_path(name).with_suffix(".log").read_text())
-                     for name in ("pyramid3d_brain", "pyramid3d_brain_long"))
-    assert longer["file"] == "regedu/weights/pyramid3d_brain_long.pt"
-    assert longer["config"]["similarity"] == "ncc"
-    # the long model continued the first one's training and kept improving on the same validation pairs
-    assert longer["starts_from"] == "pyramid3d_brain"
-    assert longer["validation_before"]["dice"] == start["validation_after"]["dice"]
-    assert start["validation_after"]["dice"] > start["validation_before"]["dice"] + 0.2
-    assert longer["validation_after"]["dice"] > longer["validation_before"]["dice"] + 0.02
-    assert longer["validation_after"]["folding"] < 0.001
+    chain = ["pyramid3d_brain", "pyramid3d_brain_long", "pyramid3d_brain_longer"]
+    logs = [json.loads(pretrained_path(name).with_suffix(".log").read_text()) for name in chain]
+    assert logs[-1]["file"] == "regedu/weights/pyramid3d_brain_longer.pt"
+    assert all(log["config"]["similarity"] == "ncc" for log in logs)
+    assert logs[0]["validation_after"]["dice"] > logs[0]["validation_before"]["dice"] + 0.2
+    # each model continued the previous one's training and kept improving on the same validation pairs
+    for previous, log, name in zip(logs[:-1], logs[1:], chain[:-1], strict=True):
+        assert log["starts_from"] == name
+        assert log["validation_before"]["dice"] == previous["validation_after"]["dice"]
+        assert log["validation_after"]["dice"] > log["validation_before"]["dice"] + 0.02
+        assert log["validation_after"]["folding"] < 0.001
 
 
 def test_register_uses_the_3d_model_on_a_volume():

@@ -29,8 +29,10 @@ PRETRAINED = {
                        "head): unsupervised, local NCC + diffusion (weight 1), 3600 steps of one pair; the "
                        "start of pyramid3d_brain_long",
     "pyramid3d_brain_long": "pyramid3d_brain trained 4000 steps further on other pairs of the same data "
-                            "(another shuffle seed), 7600 steps in all; the default 3D model of "
-                            "regedu.register(method=\"voxelmorph\")",
+                            "(another shuffle seed), 7600 steps in all; the start of pyramid3d_brain_longer",
+    "pyramid3d_brain_longer": "pyramid3d_brain_long trained 4000 steps further on other pairs of the same "
+                              "data (a third shuffle seed), 11600 steps in all; the default 3D model of "
+                              "regedu.register(method=\"voxelmorph\")",
     "voxelmorph2d_brain": _BRAIN2D + "unsupervised, local NCC + diffusion (weight 1), 12000 steps",
     "voxelmorph2d_brain_diff": _BRAIN2D + "unsupervised and diffeomorphic (stationary velocity, 7 "
                                "scaling-and-squaring steps), local NCC + diffusion (weight 1)" + _LESSON,
