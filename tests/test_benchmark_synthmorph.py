@@ -1,23 +1,17 @@
 """benchmarks/synthmorph.py: a judged SynthMorph-style network is held against the T1 network of its
 own architecture, and the targets it prints say whether they are met."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import torch
+from script_loading import load_script
 
 from regedu.models import PyramidNet, VoxelMorph
 from regedu.train import save_checkpoint
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "synthmorph.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("benchmark_synthmorph", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/synthmorph.py", "benchmark_synthmorph")
 
 
 def test_the_reference_t1_network_has_the_judged_networks_architecture():

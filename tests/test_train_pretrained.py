@@ -1,23 +1,17 @@
 """scripts/train_pretrained.py: resumable training of the shipped models, logs without machine paths."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from script_loading import load_script
 
 from regedu.models import PRETRAINED
 from regedu.train import load_checkpoint, load_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_pretrained.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_pretrained", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/train_pretrained.py", "train_pretrained")
 
 
 def test_every_recipe_is_a_described_shipped_model():
