@@ -42,8 +42,7 @@ nb.code("""
     TRAIN_STEPS = 3 if FAST else 250                                     # live training steps (~5 min CPU)
     IO_STEPS = 10 if FAST else 50                                         # instance optimisation steps
     CLI_METHOD = "affine" if FAST else "default"
-    OUT = Path(tempfile.gettempdir()) / "regedu_07"                       # where this notebook writes files
-    OUT.mkdir(exist_ok=True)
+    OUT = Path(tempfile.mkdtemp(prefix="regedu_07_"))  # this run's own folder for the files it writes
     print(f"device: {device}, fast mode: {FAST}, registration grid: {REG_SHAPE}, files in {OUT}")
 """)
 
