@@ -9,14 +9,16 @@ image is T1; the fixed image comes twice: the pair's own T1 image, and ``data.t2
 tissue labels (the same anatomy and deformation in a T2-like contrast with lesion-like patches).
 Prints the mean Dice over the three tissues (and the folded share of the fields) of no registration,
 ``voxelmorph2d_brain`` (NCC, trained on T1 pairs), ``pyramid2d_brain`` (the same loss and data,
-multiscale: the kit's default 2D model), ``synthmorph2d`` (trained on random label maps only, 6000 steps)
-and ``synthmorph2d_long`` (the same for 16000 steps) in both columns, and the targets of issue 11 for
-lesson 08's model (``LESSON_MODEL``), or the ``--model`` judged, against the T1 network of its
-architecture: SynthMorph-style T1 -> T2-like at least no registration + 0.15 and at least the NCC
-network's; T1 -> T1 at least 0.9x the NCC network's. Seed 7 gives lesson 08's test pairs; choose among
-models on another seed (11 is the development seed) and report seed 7. The multiscale SynthMorph-style
-recipes of ``scripts/train_pretrained.py`` (trained, not shipped: see its ``NOT_SHIPPED``) are judged
-with ``--model scripts/checkpoints/finished/<name>.pt`` after training them.
+multiscale: the kit's default 2D model), ``synthmorph2d`` (trained on random label maps only, 6000 steps),
+``synthmorph2d_long`` (the same for 16000 steps) and ``synthmorph_pyramid2d_wide_t1`` (a multiscale
+network with about twice ``pyramid2d_brain``'s channels, 16000 steps: lesson 08's) in both columns, and the
+targets of issue 11 for lesson 08's model (``LESSON_MODEL``), or the ``--model`` judged, against the T1
+network of its architecture (for the wide pyramid, ``pyramid2d_brain``, which has fewer channels):
+SynthMorph-style T1 -> T2-like at least no registration + 0.15 and at least the NCC network's; T1 -> T1
+at least 0.9x the NCC network's. Seed 7 gives lesson 08's test pairs; choose among models on another seed
+(11 is the development seed) and report seed 7. The other SynthMorph-style recipes of
+``scripts/train_pretrained.py`` (trained, not shipped: see its ``NOT_SHIPPED``) are judged with
+``--model scripts/checkpoints/finished/<name>.pt`` after training them.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def scores(model, batch: dict, fixed: torch.Tensor) -> tuple[float, float]:
 T1_NETWORKS = {"voxelmorph2d_brain": "NCC, T1 pairs, 12000 steps",
                "pyramid2d_brain": "NCC, T1 pairs, multiscale, 12000 steps"}
 SYNTHMORPH_NETWORKS = {"synthmorph2d": "random label maps, 6000 steps",
-                       "synthmorph2d_long": "random label maps, 16000 steps"}
-LESSON_MODEL = "synthmorph2d_long"  # lesson 08's SynthMorph-style model, judged by default
+                       "synthmorph2d_long": "random label maps, 16000 steps",
+                       "synthmorph_pyramid2d_wide_t1": "random label maps, multiscale, wide, 16000 steps"}
+LESSON_MODEL = "synthmorph_pyramid2d_wide_t1"  # lesson 08's SynthMorph-style model, judged by default
 
 
 def same_architecture(model) -> str:

@@ -1,7 +1,7 @@
 """Issue 11: the defaults a user gets for learned registration are the ones measured best on held-out
 pairs (README, "Learned registration against ANTs SyNCC and VoxelMorph"): the multiscale PyramidNet for
 ``regedu.register(method="voxelmorph")`` in 2D and 3D and for ``regedu train``, trained on the varied
-brain pairs in 2D and 3D; the SynthMorph-style model of lesson 08 is the 16000-step one."""
+brain pairs in 2D and 3D; the SynthMorph-style model of lesson 08 is the wide multiscale one."""
 
 from __future__ import annotations
 
@@ -71,8 +71,22 @@ def test_register_uses_the_3d_model_on_a_volume():
 
 
 def test_lesson_08s_synthmorph_model_ships_with_its_log():
-    assert "synthmorph2d_long" in PRETRAINED
-    log = json.loads(pretrained_path("synthmorph2d_long").with_suffix(".log").read_text())
-    assert log["steps"] == 16000 and log["config"]["supervision"] == "synthmorph"
-    assert log["file"] == "regedu/weights/synthmorph2d_long.pt"
+    """The wide SynthMorph-style pyramid: 12000 steps of an unshipped recipe, then 4000 of its own."""
+    name = "synthmorph_pyramid2d_wide_t1"
+    assert name in PRETRAINED
+    log = json.loads(pretrained_path(name).with_suffix(".log").read_text())
+    assert log["steps"] == 4000 and log["config"]["supervision"] == "synthmorph"
+    assert log["starts_from"] == "synthmorph_pyramid2d_wide" and log["file"] == f"regedu/weights/{name}.pt"
+    assert log["description"] == PRETRAINED[name]
+    model = pretrained(name)
+    narrow = pretrained("pyramid2d_brain")
+    assert isinstance(model, PyramidNet)
+    assert sum(p.numel() for p in model.parameters()) > 2 * sum(p.numel() for p in narrow.parameters())
+    # the earlier single-scale model stays shipped (the README's tables compare it)
     assert isinstance(pretrained("synthmorph2d_long"), VoxelMorph)
+
+
+def test_the_shipped_weights_stay_within_20_mb_together():
+    """Issue 11: every shipped model, all together, at most 20 MB (logs are a few kB)."""
+    total = sum(pretrained_path(name).stat().st_size for name in PRETRAINED)
+    assert total <= 20 * 10**6, f"the shipped weights take {total / 1e6:.1f} MB, over the 20 MB budget"

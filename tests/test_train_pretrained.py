@@ -81,3 +81,22 @@ def test_the_readme_table_lists_finished_models_from_their_logs(tmp_path, capsys
     table = capsys.readouterr().out
     assert "| `toy_pyramid2d` | 7 | 2 | 0.250 -> 0.750 | 0.100 |" in table
     assert "| `toy_voxelmorph2d` | not trained yet |" in table
+
+
+def test_without_names_it_trains_the_shipped_recipes_and_the_unshipped_ones_they_start_from(tmp_path,
+                                                                                              monkeypatch):
+    script = _script()
+    shipped = [n for n in script.RECIPES if n not in script.NOT_SHIPPED]
+    # lesson 08's model continues synthmorph_pyramid2d_wide, which is not shipped: it is trained first
+    assert script.recipes_to_train(tmp_path) == [
+        n for n in script.RECIPES if n in shipped or n == "synthmorph_pyramid2d_wide"]
+    assert script.recipes_to_train(tmp_path).index("synthmorph_pyramid2d_wide") < script.recipes_to_train(
+        tmp_path).index("synthmorph_pyramid2d_wide_t1")
+    # a shipped recipe continuing an unshipped one, itself continuing another: both starts come first
+    first, second = [n for n in script.RECIPES if n in script.NOT_SHIPPED][:2]
+    monkeypatch.setitem(script.CONTINUES_FROM, shipped[0], second)
+    monkeypatch.setitem(script.CONTINUES_FROM, second, first)
+    wanted = set(shipped) | {first, second, "synthmorph_pyramid2d_wide"}
+    assert script.recipes_to_train(tmp_path) == [n for n in script.RECIPES if n in wanted]
+    (tmp_path / f"{shipped[1]}.pt").touch()  # finished ones are not trained again
+    assert shipped[1] not in script.recipes_to_train(tmp_path)

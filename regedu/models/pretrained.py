@@ -47,7 +47,15 @@ PRETRAINED = {
                     "contrasts only (never a brain): squared difference of the warped one-hot label maps "
                     "+ diffusion (weight 0.1), 6000 steps",
     "synthmorph2d_long": "the same as synthmorph2d, trained for 16000 steps (its Dice on brains was still "
-                         "rising at 6000); the SynthMorph-style model of lesson 08",
+                         "rising at 6000); lesson 08's model until synthmorph_pyramid2d_wide_t1",
+    "synthmorph_pyramid2d_wide_t1": (
+        "PyramidNet (2D, 96x112) with about twice the channels of pyramid2d_brain "
+        "(encoder 32, 48, 48; decoder 48, 48, 48, 32, 32) trained SynthMorph-style on "
+        "random label maps with random contrasts only (never a brain): squared difference "
+        "of the warped one-hot label maps + diffusion (weight 0.1); 12000 steps on pairs "
+        "of which a quarter share one contrast (synthmorph_pyramid2d_wide, not shipped), "
+        "then 4000 steps at a quarter of the rate on pairs of which half do, which "
+        "favours T1 -> T1; the SynthMorph-style model of lesson 08"),
     "toy_voxelmorph2d": "single-scale VoxelMorph (2D, 64x64) for notebook 06's disk pushed 12 to 20 voxels",
     "toy_voxelmorph2d_diff": "the same, diffeomorphic",
     "toy_pyramid2d": "PyramidNet (3 levels, coarse to fine) for notebook 06's disk pushed 12 to 20 voxels",
