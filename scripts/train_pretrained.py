@@ -2,7 +2,8 @@
 
     python scripts/train_pretrained.py --list                      # the recipes and their state
     python scripts/train_pretrained.py voxelmorph2d_brain          # train (or continue) one model
-    python scripts/train_pretrained.py                             # every unfinished shipped model
+    python scripts/train_pretrained.py                             # every unfinished shipped model (and
+                                                                   # the unshipped ones they start from)
     python scripts/train_pretrained.py voxelmorph2d_brain --minutes 30   # stop after 30 min; rerun to go on
     python scripts/train_pretrained.py voxelmorph2d_brain --steps 50 --out tryout  # a quick try-out
 
@@ -372,7 +373,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*",
-                        help=f"models to train, from {list(RECIPES)} (default: shipped ones not in --out)")
+                        help=f"models to train, from {list(RECIPES)} (default: the shipped ones and the "
+                             "unshipped ones they continue from, less those in --out)")
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's step count (try-outs)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop after about this many minutes (at a checkpoint); rerun to continue")
