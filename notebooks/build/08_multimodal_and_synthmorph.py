@@ -438,8 +438,8 @@ nb.code("""
         disp_sm = synthmorph_model(moving[:1], fixed_t2)[1]
     fig, axes = viz.new_figure(1, 4, width=15, height=4)
     viz.show_image(moving[:1], ax=axes[0, 0], orientation=True, title="moving (T1)")
-    viz.overlay(fixed_t2, target_labels[:1], style="contour", ax=axes[0, 1], orientation=True,
-                title="fixed (T2-like) + its labels")
+    viz.overlay(fixed_t2, target_labels[:1], style="contour", names=data.TISSUE_NAMES, ax=axes[0, 1],
+                orientation=True, title="fixed (T2-like) + its labels")
     for ax, disp, name in [(axes[0, 2], disp_ncc, "NCC network"), (axes[0, 3], disp_sm, "SynthMorph-style")]:
         moved = warps.warp_labels(moving_labels[:1], disp)
         score = metrics.dice(moved, target_labels[:1], labels=TISSUES).mean()
