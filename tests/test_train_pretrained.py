@@ -88,11 +88,10 @@ def test_without_names_it_trains_the_shipped_recipes_and_the_unshipped_ones_they
     script = _script()
     shipped = [n for n in script.RECIPES if n not in script.NOT_SHIPPED]
     # lesson 08's model continues synthmorph_pyramid2d_wide, which is not shipped: it is trained first
-    assert script.recipes_to_train(tmp_path) == [
-        n for n in script.RECIPES if n in shipped or n == "synthmorph_pyramid2d_wide"]
-    assert script.recipes_to_train(tmp_path).index("synthmorph_pyramid2d_wide") < script.recipes_to_train(
-        tmp_path).index("synthmorph_pyramid2d_wide_t1")
-    # a shipped recipe continuing an unshipped one, itself continuing another: both starts come first
+    names = script.recipes_to_train(tmp_path)
+    assert names == [n for n in script.RECIPES if n in shipped or n == "synthmorph_pyramid2d_wide"]
+    assert names.index("synthmorph_pyramid2d_wide") < names.index("synthmorph_pyramid2d_wide_t1")
+    # a shipped recipe continuing an unshipped one, itself continuing another: both starts are trained too
     first, second = [n for n in script.RECIPES if n in script.NOT_SHIPPED][:2]
     monkeypatch.setitem(script.CONTINUES_FROM, shipped[0], second)
     monkeypatch.setitem(script.CONTINUES_FROM, second, first)
