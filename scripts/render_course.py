@@ -4,10 +4,12 @@
     python scripts/render_course.py               # every notebook -> course_html/
     python scripts/render_course.py --solutions   # the solutions notebooks too
     python scripts/render_course.py --fast 03_learned_unsupervised   # one notebook, in REGEDU_FAST mode
+    python scripts/render_course.py --times-only  # time the course (course_html/times.json), no pages
 
 Each notebook runs top to bottom in a fresh kernel (as a student would run it, without
 ``REGEDU_FAST`` unless ``--fast``), and ``course_html/index.html`` links the pages with each one's
-run time, which is also written to ``course_html/times.json``.
+run time, which is also written to ``course_html/times.json`` (with the GPU's name when the notebooks
+ran on one).
 
 Hangs: ipykernel 7.0 to 7.3 write each shell reply raw on the socket that a ZMQStream reads
 requests from; a request that arrives while a reply is being sent can then stay unread, so the
@@ -87,8 +89,9 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def render(notebook: Path, out: Path, fast: bool, timeout: int) -> tuple[float, float]:
-    """Execute ``notebook`` in a fresh kernel and write its HTML into ``out``.
+def render(notebook: Path, out: Path, fast: bool, timeout: int,
+           write_html: bool = True) -> tuple[float, float]:
+    """Execute ``notebook`` in a fresh kernel and write its HTML into ``out`` (unless not ``write_html``).
 
     Returns the wall-clock seconds and the kernel's CPU seconds: on a busy machine the first
     grows with the load, while the second is about what a single-threaded run takes on an idle core.
@@ -113,9 +116,11 @@ def render(notebook: Path, out: Path, fast: bool, timeout: int) -> tuple[float, 
             seconds = time.perf_counter() - start
             raise SystemExit(f"{notebook.name} failed after {seconds:.0f} s:\n{error}") from None
     seconds = time.perf_counter() - start
-    page, _ = HTMLExporter().from_notebook_node(cells)
-    (out / f"{notebook.stem}.html").write_text(page)
-    return seconds, _children_cpu_seconds() - cpu_before
+    cpu_seconds = _children_cpu_seconds() - cpu_before
+    if write_html:
+        page, _ = HTMLExporter().from_notebook_node(cells)
+        (out / f"{notebook.stem}.html").write_text(page)
+    return seconds, cpu_seconds
 
 
 # seconds the client waits on a kernel socket before it looks again (see the module docstring)
@@ -197,6 +202,13 @@ def execute(notebook: Path, timeout: int, kernel_name: str = "python3") -> nbfor
     return cells
 
 
+def gpu_name() -> str | None:
+    """The GPU the notebooks run on (they use the first CUDA device when there is one), or None."""
+    import torch  # here, not at the top: the rest of this script needs no torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
 def write_index(out: Path, times: dict[str, tuple[float, float]], fast: bool) -> None:
     rows = "\n".join(f'<tr><td><a href="{html.escape(name)}.html">{html.escape(name)}</a></td>'
                      f"<td>{wall:.0f} s</td><td>{cpu:.0f} s</td></tr>" for name, (wall, cpu) in times.items())
@@ -215,6 +227,8 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="REGEDU_FAST=1 (small sizes, for a quick look)")
     parser.add_argument("--out", type=Path, default=ROOT / "course_html",
                         help="folder (default course_html/)")
+    parser.add_argument("--times-only", action="store_true",
+                        help="execute and time the notebooks without writing HTML (times.json only)")
     parser.add_argument("--timeout", type=int, default=900,
                         help="seconds allowed per cell before the notebook is retried once (default 900)")
     args = parser.parse_args()
@@ -231,15 +245,18 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     times = {}
     for notebook in notebooks:
-        times[notebook.stem] = render(notebook, args.out.resolve(), args.fast, args.timeout)
+        times[notebook.stem] = render(notebook, args.out.resolve(), args.fast, args.timeout,
+                                      write_html=not args.times_only)
         wall, cpu = times[notebook.stem]
         print(f"{notebook.stem}: {wall:.0f} s ({cpu:.0f} s of kernel CPU time)", flush=True)
-    write_index(args.out, times, args.fast)
+    if not args.times_only:
+        write_index(args.out, times, args.fast)
     (args.out / "times.json").write_text(json.dumps(
         {"mode": "fast" if args.fast else "full", "wall_and_cpu_seconds": times, "machine": platform.node(),
+         "gpu": gpu_name(),
          "load_average": os.getloadavg(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
          "cpu_count": os.cpu_count()}, indent=1) + "\n")
-    print(f"open {args.out / 'index.html'}")
+    print(f"times: {args.out / 'times.json'}" if args.times_only else f"open {args.out / 'index.html'}")
 
 
 if __name__ == "__main__":

@@ -6,14 +6,19 @@ brain pairs in 2D and 3D; the SynthMorph-style model of lesson 08 is the wide mu
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 import torch
+from script_loading import load_script
 
 from regedu.api import DEFAULT_MODELS, register
 from regedu.cli import build_parser
 from regedu.cli.train import _build_model, synthetic_data
 from regedu.data import BrainSlicePairs, BrainVolumePairs
 from regedu.models import PRETRAINED, PyramidNet, VoxelMorph, pretrained, pretrained_path
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "scripts" / "checkpoints"
 
 
 def test_the_default_2d_model_is_the_shipped_pyramid():
@@ -40,21 +45,33 @@ def test_regedu_train_defaults_to_the_pyramid_on_varied_data():
     assert isinstance(in_3d, PyramidNet) and in_3d.field_downsize == 2
 
 
+def _progress(name: str) -> tuple[dict, float]:
+    """A training run's first progress line (where it started) and its last validation Dice."""
+    lines = [json.loads(line) for line in (CHECKPOINTS / f"{name}.progress").read_text().splitlines()]
+    return lines[0], [line["validation_dice"] for line in lines if "validation_dice" in line][-1]
+
+
 def test_the_default_3d_model_is_the_shipped_pyramid_on_a_coarser_grid():
-    assert DEFAULT_MODELS[3] == "pyramid3d_brain_longer"
-    model = pretrained("pyramid3d_brain_longer")
+    name = "pyramid3d_brain_longest"
+    assert DEFAULT_MODELS[3] == name
+    model = pretrained(name)
     assert isinstance(model, PyramidNet) and model.ndim == 3 and model.field_downsize == 2
-    chain = ["pyramid3d_brain", "pyramid3d_brain_long", "pyramid3d_brain_longer"]
-    logs = [json.loads(pretrained_path(name).with_suffix(".log").read_text()) for name in chain]
-    assert logs[-1]["file"] == "regedu/weights/pyramid3d_brain_longer.pt"
-    assert all(log["config"]["similarity"] == "ncc" for log in logs)
-    assert logs[0]["validation_after"]["dice"] > logs[0]["validation_before"]["dice"] + 0.2
-    # each model continued the previous one's training and kept improving on the same validation pairs
-    for previous, log, name in zip(logs[:-1], logs[1:], chain[:-1], strict=True):
-        assert log["starts_from"] == name
-        assert log["validation_before"]["dice"] == previous["validation_after"]["dice"]
-        assert log["validation_after"]["dice"] > log["validation_before"]["dice"] + 0.02
-        assert log["validation_after"]["folding"] < 0.001
+    log = json.loads(pretrained_path(name).with_suffix(".log").read_text())
+    assert log["file"] == f"regedu/weights/{name}.pt" and log["description"] == PRETRAINED[name]
+    assert log["config"]["similarity"] == "ncc" and log["validation_after"]["folding"] < 0.001
+    # four runs, each continuing the one before on the same validation pairs and improving on them
+    # (the three before are not shipped; their progress files record them)
+    chain = ["pyramid3d_brain", "pyramid3d_brain_long", "pyramid3d_brain_longer", name]
+    continues_from = load_script("scripts/train_pretrained.py", "train_pretrained").CONTINUES_FROM
+    first, reached = _progress(chain[0])
+    assert reached > first["validation_before"]["dice"] + 0.2
+    for previous, current in zip(chain[:-1], chain[1:], strict=True):
+        start, after = _progress(current)
+        assert start["starts_from"] == previous == continues_from[current]
+        assert start["validation_before"]["dice"] == pytest.approx(reached, abs=1e-4)
+        assert after > reached + 0.02
+        reached = after
+    assert log["validation_after"]["dice"] == pytest.approx(reached, abs=1e-4)
 
 
 def test_register_uses_the_3d_model_on_a_volume():

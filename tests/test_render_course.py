@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 import time
@@ -66,6 +67,21 @@ def test_render_stops_before_executing_with_an_affected_kernel(monkeypatch, caps
         render_course.main()
     assert stop.value.code == 1
     assert "ipykernel 7.3.0 can leave a notebook hanging" in capsys.readouterr().err
+
+
+def test_times_only_times_the_notebooks_and_writes_no_pages(monkeypatch, tmp_path, capsys):
+    executed = []
+    monkeypatch.setattr(render_course, "installed_ipykernel", lambda: "7.4.0")
+    monkeypatch.setattr(render_course, "execute", lambda notebook, timeout: executed.append(notebook.stem))
+    monkeypatch.setattr(sys, "argv", ["render_course.py", "--times-only", "--out", str(tmp_path),
+                                      "00_start_here", "01_images_and_warps"])
+    render_course.main()
+    assert executed == ["00_start_here", "01_images_and_warps"]
+    times = json.loads((tmp_path / "times.json").read_text())
+    assert times["mode"] == "full" and list(times["wall_and_cpu_seconds"]) == executed
+    assert "gpu" in times  # None on a machine without CUDA, the GPU's name on one with it
+    assert not list(tmp_path.glob("*.html"))
+    assert "times.json" in capsys.readouterr().out
 
 
 def test_the_hang_check_measures_how_long_a_request_waited():

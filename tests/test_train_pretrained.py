@@ -87,15 +87,19 @@ def test_without_names_it_trains_the_shipped_recipes_and_the_unshipped_ones_they
                                                                                               monkeypatch):
     script = _script()
     shipped = [n for n in script.RECIPES if n not in script.NOT_SHIPPED]
-    # lesson 08's model continues synthmorph_pyramid2d_wide, which is not shipped: it is trained first
+    # lesson 08's model continues synthmorph_pyramid2d_wide, which is not shipped: it is trained first; the
+    # 3D default continues a chain of three unshipped runs, all trained before it
+    starts = {"synthmorph_pyramid2d_wide", "pyramid3d_brain", "pyramid3d_brain_long",
+              "pyramid3d_brain_longer"}
     names = script.recipes_to_train(tmp_path)
-    assert names == [n for n in script.RECIPES if n in shipped or n == "synthmorph_pyramid2d_wide"]
+    assert names == [n for n in script.RECIPES if n in shipped or n in starts]
     assert names.index("synthmorph_pyramid2d_wide") < names.index("synthmorph_pyramid2d_wide_t1")
+    assert names.index("pyramid3d_brain_longer") < names.index("pyramid3d_brain_longest")
     # a shipped recipe continuing an unshipped one, itself continuing another: both starts are trained too
     first, second = [n for n in script.RECIPES if n in script.NOT_SHIPPED][:2]
     monkeypatch.setitem(script.CONTINUES_FROM, shipped[0], second)
     monkeypatch.setitem(script.CONTINUES_FROM, second, first)
-    wanted = set(shipped) | {first, second, "synthmorph_pyramid2d_wide"}
+    wanted = set(shipped) | {first, second} | starts
     assert script.recipes_to_train(tmp_path) == [n for n in script.RECIPES if n in wanted]
     (tmp_path / f"{shipped[1]}.pt").touch()  # finished ones are not trained again
     assert shipped[1] not in script.recipes_to_train(tmp_path)

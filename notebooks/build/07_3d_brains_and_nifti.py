@@ -40,7 +40,7 @@ nb.code("""
     REG_SHAPE = (96, 112, 96)  # we register on the template's 2 mm grid, the shipped 3D network's grid
     CLASSICAL = {"iterations": (10, 10, 5), "affine_options": {"iterations": (20, 10, 0)}} if FAST else {}
     TRAIN_STEPS = 3 if FAST else 250                                     # live training steps (~5 min CPU)
-    IO_STEPS = 10 if FAST else 50                                         # instance optimisation steps
+    IO_STEPS = 20 if FAST else 50                                         # instance optimisation steps
     CLI_METHOD = "affine" if FAST else "default"
     OUT = Path(tempfile.mkdtemp(prefix="regedu_07_"))  # this run's own folder for the files it writes
     print(f"device: {device}, fast mode: {FAST}, registration grid: {REG_SHAPE}, files in {OUT}")
@@ -146,10 +146,10 @@ nb.markdown("""
     3D costs: a 96 x 112 x 96 volume has 1 million voxels, 90 times a 2D slice, and every operation of a
     registration (a warp, a similarity, a convolution) touches each of them. A trick that makes a 3D network
     cheap enough for a CPU: let it *think* on a coarser grid. The shipped 3D network
-    (`pyramid3d_brain_longer`, lesson 06's multiscale network: three U-Nets, coarse to fine) reads both images
-    shrunk to 4 mm (48 x 56 x 48, eight times fewer voxels), registers them there (its levels see 16, 8 and
-    4 mm) and resizes its field back to 2 mm (`PyramidNet(3, field_downsize=2)`): a smooth field loses little,
-    and the network runs about eight times faster.
+    (`pyramid3d_brain_longest`, lesson 06's multiscale network: three U-Nets, coarse to fine) reads both
+    images shrunk to 4 mm (48 x 56 x 48, eight times fewer voxels), registers them there (its levels see 16, 8
+    and 4 mm) and resizes its field back to 2 mm (`PyramidNet(3, field_downsize=2)`): a smooth field loses
+    little, and the network runs about eight times faster.
 
     Moving an image onto another grid is `regedu.data.resample_like`: it goes *through world coordinates*
     (the new grid's affine has 4 mm columns, and each new voxel samples the old volume where it lies in
@@ -220,9 +220,10 @@ nb.markdown("""
     than our test subject) for 250 steps, one pair each: about five minutes on a 2-core CPU, seconds on a GPU
     (three steps in fast mode). In 3D a network starts slowly: the loss, noisy from pair to pair, falls
     little, and on our pair the field starts to move and the labels' overlap rises a few hundredths. The
-    shipped model trained for 11600 steps, about six hours on a 2-core CPU (`python
-    scripts/train_pretrained.py pyramid3d_brain pyramid3d_brain_long pyramid3d_brain_longer`, its log beside
-    the weights).
+    shipped model trained for 15 600 steps in four runs, each continuing the one before: about eight hours on
+    a 2-core CPU, except the last 3050 steps, which took 3.3 minutes on a GPU (`python
+    scripts/train_pretrained.py pyramid3d_brain pyramid3d_brain_long pyramid3d_brain_longer
+    pyramid3d_brain_longest`, its log beside the weights).
 """)
 
 nb.code("""
@@ -282,8 +283,8 @@ nb.markdown("""
     Read the table. The live network, after its 250 pairs, has only started. The shipped network registers
     the volume in one forward pass, a fraction of a second, and takes the tissues' overlap well above where
     it started; the classical pipeline, optimising this one pair for some seconds, still aligns them better.
-    That is the honest state of a 3D network trained for six hours on a 2-core CPU: it saw 11 600 pairs (the
-    2D default saw 48 000) and its validation Dice was still rising when training stopped. The seeds'
+    That is the honest state of a 3D network trained on 15 600 pairs (the 2D default saw 48 000), mostly on
+    a 2-core CPU: its validation Dice was still rising when training stopped. The seeds'
     headline, a network as accurate as a classical method in about a second, holds for networks trained far
     longer, on GPUs and on many real brains; the 2D default (`pyramid2d_brain`), trained on 48 000 pairs,
     reaches 0.99 times ANTs SyNCC's Dice on held-out pairs.
@@ -291,8 +292,8 @@ nb.markdown("""
     steps, closes much of the gap in seconds.
 
     On held-out 3D pairs made differently from the training data, `benchmarks/learned3d.py` measures the same
-    against ANTs SyNCC: the network alone reaches 0.90 times SyNCC's Dice in half a second, refined by 6
-    steps 0.98 times in 1.7 seconds (two cores), by 50 steps 1.01 times in 17 seconds, against SyNCC's 72
+    against ANTs SyNCC: the network alone reaches 0.94 times SyNCC's Dice in half a second, refined by 6
+    steps 0.99 times in 1.4 seconds (two cores), by 50 steps 1.01 times in 16 seconds, against SyNCC's 72
     minutes on a CPU (`benchmarks/results/learned3d_test_cpu.md` and `learned3d_test_2threads_cpu.md`).
     Learned registration pays for its training once, then wins whenever many pairs must be registered fast.
 
@@ -525,7 +526,7 @@ nb.code("""
     # 3D registration improves the overlap of the tissues
     assert dice_after["classical (affine + B-spline)"] > dice_before + 0.2
     # the live network started to learn: its loss fell and its field raised our pair's overlap (full mode;
-    # three steps in fast mode prove nothing), and the shipped network, trained 46 times longer, is far ahead
+    # three steps in fast mode prove nothing), and the shipped network, trained 62 times longer, is far ahead
     losses = history.losses
     assert FAST or sum(losses[-50:]) / 50 < sum(losses[:50]) / 50 - 0.01
     assert FAST or dice_after[LIVE] > dice_before + 0.02
