@@ -62,7 +62,7 @@ case "$task" in
         echo "[regedu] lint (ruff)"
         "$venv/bin/ruff" check .
         echo "[regedu] tests (unit, oracle, notebooks) with REGEDU_FAST=1"
-        REGEDU_FAST=1 MPLBACKEND=Agg exec "$venv/bin/python" -m pytest -n "${REGEDU_TEST_WORKERS:-2}" --dist loadfile "$@"
+        REGEDU_FAST=1 MPLBACKEND=Agg exec "$venv/bin/python" -m pytest -n "${REGEDU_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"
         ;;
     html)
         setup ""

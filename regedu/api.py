@@ -304,7 +304,7 @@ DEFAULT_REFINE = REFINE_ITERATIONS  # iterations (at most) of the default's dens
 # ---------------------------------------------------------------------------
 
 # ndim -> the shipped model used when `model=None`
-DEFAULT_MODELS = {2: "pyramid2d_brain", 3: "pyramid3d_brain_longest"}
+DEFAULT_MODELS = {2: "pyramid2d_brain", 3: "pyramid3d_brain_run5"}
 
 
 def _model_ndim(model: torch.nn.Module) -> int | None:

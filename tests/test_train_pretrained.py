@@ -88,13 +88,14 @@ def test_without_names_it_trains_the_shipped_recipes_and_the_unshipped_ones_they
     script = _script()
     shipped = [n for n in script.RECIPES if n not in script.NOT_SHIPPED]
     # lesson 08's model continues synthmorph_pyramid2d_wide, which is not shipped: it is trained first; the
-    # 3D default continues a chain of three unshipped runs, all trained before it
+    # 3D default continues a chain of four unshipped runs, all trained before it
     starts = {"synthmorph_pyramid2d_wide", "pyramid3d_brain", "pyramid3d_brain_long",
-              "pyramid3d_brain_longer"}
+              "pyramid3d_brain_longer", "pyramid3d_brain_longest"}
     names = script.recipes_to_train(tmp_path)
     assert names == [n for n in script.RECIPES if n in shipped or n in starts]
     assert names.index("synthmorph_pyramid2d_wide") < names.index("synthmorph_pyramid2d_wide_t1")
     assert names.index("pyramid3d_brain_longer") < names.index("pyramid3d_brain_longest")
+    assert names.index("pyramid3d_brain_longest") < names.index("pyramid3d_brain_run5")
     # a shipped recipe continuing an unshipped one, itself continuing another: both starts are trained too
     first, second = [n for n in script.RECIPES if n in script.NOT_SHIPPED][:2]
     monkeypatch.setitem(script.CONTINUES_FROM, shipped[0], second)

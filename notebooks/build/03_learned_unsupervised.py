@@ -484,7 +484,8 @@ nb.exercise("""
     **Exercise 2: outside the training distribution.** The shipped network saw only the motions that
     `BrainSlicePairs` draws by default: each subject rotated by up to 7°, shifted by up to 4 voxels along
     each axis, scaled by up to 7 % and deformed smoothly by up to about 7 voxels, so the two images of a pair
-    are misaligned by at most about twice that. Make a few pairs with
+    are misaligned by at most about that (the fixed image is the moving one moved once more). Make a few
+    pairs with
     larger motions, for example `data.BrainSlicePairs(3, seed=11, rotation=25.0, translation=10.0,
     magnitude=(10.0, 14.0))` (one pair is enough in fast mode), and compare the Dice of the shipped network
     and of `regedu.register` on them. Which one suffers more, compared with its own Dice on the ordinary

@@ -146,7 +146,7 @@ nb.markdown("""
     3D costs: a 96 x 112 x 96 volume has 1 million voxels, 90 times a 2D slice, and every operation of a
     registration (a warp, a similarity, a convolution) touches each of them. A trick that makes a 3D network
     cheap enough for a CPU: let it *think* on a coarser grid. The shipped 3D network
-    (`pyramid3d_brain_longest`, lesson 06's multiscale network: three U-Nets, coarse to fine) reads both
+    (`pyramid3d_brain_run5`, lesson 06's multiscale network: three U-Nets, coarse to fine) reads both
     images shrunk to 4 mm (48 x 56 x 48, eight times fewer voxels), registers them there (its levels see 16, 8
     and 4 mm) and resizes its field back to 2 mm (`PyramidNet(3, field_downsize=2)`): a smooth field loses
     little, and the network runs about eight times faster.
@@ -220,10 +220,10 @@ nb.markdown("""
     than our test subject) for 250 steps, one pair each: about five minutes on a 2-core CPU, seconds on a GPU
     (three steps in fast mode). In 3D a network starts slowly: the loss, noisy from pair to pair, falls
     little, and on our pair the field starts to move and the labels' overlap rises a few hundredths. The
-    shipped model trained for 15 600 steps in four runs, each continuing the one before: about eight hours on
-    a 2-core CPU, except the last 3050 steps, which took 3.3 minutes on a GPU (`python
+    shipped model trained for 18 100 steps in five runs, each continuing the one before: about fourteen hours
+    on a busy 2-core CPU, except 3050 steps of the fourth run, which took 3.3 minutes on a GPU (`python
     scripts/train_pretrained.py pyramid3d_brain pyramid3d_brain_long pyramid3d_brain_longer
-    pyramid3d_brain_longest`, its log beside the weights).
+    pyramid3d_brain_longest pyramid3d_brain_run5`, its log beside the weights).
 """)
 
 nb.code("""
@@ -283,7 +283,7 @@ nb.markdown("""
     Read the table. The live network, after its 250 pairs, has only started. The shipped network registers
     the volume in one forward pass, a fraction of a second, and takes the tissues' overlap well above where
     it started; the classical pipeline, optimising this one pair for some seconds, still aligns them better.
-    That is the honest state of a 3D network trained on 15 600 pairs (the 2D default saw 48 000), mostly on
+    That is the honest state of a 3D network trained on 18 100 pairs (the 2D default saw 48 000), mostly on
     a 2-core CPU: its validation Dice was still rising when training stopped. The seeds'
     headline, a network as accurate as a classical method in about a second, holds for networks trained far
     longer, on GPUs and on many real brains; the 2D default (`pyramid2d_brain`), trained on 48 000 pairs,
@@ -292,8 +292,8 @@ nb.markdown("""
     steps, closes much of the gap in seconds.
 
     On held-out 3D pairs made differently from the training data, `benchmarks/learned3d.py` measures the same
-    against ANTs SyNCC: the network alone reaches 0.94 times SyNCC's Dice in half a second, refined by 6
-    steps 0.99 times in 1.4 seconds (two cores), by 50 steps 1.01 times in 16 seconds, against SyNCC's 72
+    against ANTs SyNCC: the network alone reaches 0.94 times SyNCC's Dice in under half a second, refined by
+    6 steps 0.99 times in 1.4 seconds (two cores), by 50 steps 1.01 times in 15 seconds, against SyNCC's 72
     minutes on a CPU (`benchmarks/results/learned3d_test_cpu.md` and `learned3d_test_2threads_cpu.md`).
     Learned registration pays for its training once, then wins whenever many pairs must be registered fast.
 

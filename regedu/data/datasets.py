@@ -151,7 +151,7 @@ class SynthMorphPairs(Dataset):
     learns from shapes (Hoffmann et al., SynthMorph, IEEE TMI 2022).
 
     The defaults are chosen for brain sections at 2 mm (``regedu.data.BrainSlicePairs``, whose pairs
-    differ by an affine of up to about 14 degrees and 14 % and deformations of several voxels).
+    differ by an affine of up to about 7 degrees and 7 % and deformations of up to about 7 voxels).
     ``same_contrast`` is a short-budget training aid, not in the paper: with that probability both
     images of a pair share one random contrast (still random per pair). Those pairs let a network
     learn to match shapes within a few hundred steps; the others, each image with its own contrast,

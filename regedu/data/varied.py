@@ -9,8 +9,9 @@ from a different place and makes it differently:
   option, coronal and sagittal sections too (:func:`brain_section`);
 * **small to large deformations**: each subject of the pair gets a random affine (rotation,
   scaling, shear, translation) after a smooth diffeomorphism whose size and smoothness are
-  drawn per subject (:func:`~regedu.data.synthetic.random_transform`), so the relative motion
-  between moving and fixed ranges from a voxel to about twice each subject's limit;
+  drawn per subject (:func:`~regedu.data.synthetic.random_transform`); the fixed subject is the
+  moving one moved by its own transform, so the motion between moving and fixed stays within one
+  subject's limits (from under a voxel to about the largest ``magnitude`` plus the affine);
 * **intensity variation**: gamma, a smooth bias field and noise
   (:func:`~regedu.data.synthetic.augment_intensity`), plus a random blur (a coarser scanner);
 * **skull-stripped or not**: the template is skull-stripped; with probability ``head`` a
@@ -274,7 +275,7 @@ class BrainSlicePairs(_VariedPairs):
         shape: image size (default 96 x 112, the 2 mm axial field of view).
         parcels: 17 geometric parcels as labels instead of the 3 tissue classes.
         rotation, scale, shear, translation: each subject's affine limits (degrees, fraction,
-            fraction, voxels); the pair's relative affine reaches about twice these.
+            fraction, voxels); the pair's relative affine, ``disp``'s, stays within them.
         magnitude, smoothness: ``(low, high)`` ranges, in voxels, of each subject's smooth
             deformation size and control spacing, drawn per subject (the spacing rounded to
             whole voxels, so the B-spline weights are computed once per spacing).

@@ -23,13 +23,14 @@ PRETRAINED = {
                        "on the same varied pairs as the VoxelMorph models below: unsupervised, local NCC + "
                        "diffusion (weight 1), 12000 steps; the default 2D model of "
                        "regedu.register(method=\"voxelmorph\")",
-    "pyramid3d_brain_longest": "PyramidNet (3D, the 2 mm template's 96x112x96 grid; its three U-Nets work on "
-                               "16, 8 and 4 mm grids, field_downsize=2) trained on varied volume pairs (the "
-                               "template through two random affine + smooth transforms, intensity changes, "
-                               "with or without a head): unsupervised, local NCC + diffusion (weight 1), one "
-                               "pair a step, 15600 steps in four runs, each starting from the one before "
-                               "(pyramid3d_brain, pyramid3d_brain_long and pyramid3d_brain_longer, not "
-                               "shipped); the default 3D model of regedu.register(method=\"voxelmorph\")",
+    "pyramid3d_brain_run5": "PyramidNet (3D, the 2 mm template's 96x112x96 grid; its three U-Nets work on "
+                            "16, 8 and 4 mm grids, field_downsize=2) trained on varied volume pairs (the "
+                            "template through two random affine + smooth transforms, intensity changes, "
+                            "with or without a head): unsupervised, local NCC + diffusion (weight 1), one "
+                            "pair a step, 18100 steps in five runs, each starting from the one before "
+                            "(pyramid3d_brain, pyramid3d_brain_long, pyramid3d_brain_longer and "
+                            "pyramid3d_brain_longest, not shipped); the default 3D model of "
+                            "regedu.register(method=\"voxelmorph\")",
     "voxelmorph2d_brain": _BRAIN2D + "unsupervised, local NCC + diffusion (weight 1), 12000 steps",
     "voxelmorph2d_brain_diff": _BRAIN2D + "unsupervised and diffeomorphic (stationary velocity, 7 "
                                "scaling-and-squaring steps), local NCC + diffusion (weight 1)" + _LESSON,
