@@ -11,7 +11,7 @@ already). The test processes themselves use one torch thread (``tests/conftest.p
 import os
 
 
-def pytest_configure(config):
+def pytest_configure():
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))  # set in xdist's workers only
     if workers:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
