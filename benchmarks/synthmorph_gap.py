@@ -25,7 +25,7 @@ import argparse
 import torch
 from synthmorph import TISSUES, held_out
 
-from regedu import metrics, models, warps
+from regedu import kernels, metrics, models, warps
 from regedu.train import load_model
 
 NETWORKS = ("pyramid2d_brain", "synthmorph_pyramid2d_wide_t1")
@@ -34,8 +34,8 @@ NETWORKS = ("pyramid2d_brain", "synthmorph_pyramid2d_wide_t1")
 def affine_basis(shape) -> torch.Tensor:
     """``(prod(shape), ndim + 1)``: each voxel's coordinates (voxels) and a 1, the design matrix of an
     affine fit."""
-    axes = torch.meshgrid(*[torch.arange(size, dtype=torch.float64) for size in shape], indexing="ij")
-    return torch.stack([a.flatten() for a in axes] + [torch.ones(axes[0].numel(), dtype=torch.float64)], 1)
+    coordinates = kernels.identity_grid(shape, dtype=torch.float64).flatten(1).T
+    return torch.cat([coordinates, torch.ones(len(coordinates), 1, dtype=torch.float64)], 1)
 
 
 def fitted_affine(disp: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
@@ -82,8 +82,9 @@ def diagnose(model, batch: dict, fixed: torch.Tensor) -> dict[str, float]:
     model.eval()
     disp = model(batch["moving"], fixed)[1]
     inside = batch["fixed_labels"][:, 0] > 0
-    margins = pair_dice(batch, disp) - pair_dice(batch, torch.zeros_like(disp))
-    return {"dice": float(pair_dice(batch, disp).mean()), "margin": float(margins.mean()),
+    dice = pair_dice(batch, disp)
+    margins = dice - pair_dice(batch, torch.zeros_like(disp))
+    return {"dice": float(dice.mean()), "margin": float(margins.mean()),
             "margin_se": float(margins.std() / len(margins) ** 0.5),
             "gain": affine_gain(disp, batch["disp"], inside),
             "oracle": float(pair_dice(batch, without_affine_error(disp, batch["disp"], inside)).mean())}

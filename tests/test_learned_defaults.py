@@ -72,7 +72,7 @@ def test_the_default_3d_model_is_the_shipped_pyramid_on_a_coarser_grid():
         # the same weights scored again (pyramid3d_brain_longest finished on a GPU under bfloat16
         # autocast, its successor started on a CPU in float32: 0.7945 against 0.7946)
         assert start["validation_before"]["dice"] == pytest.approx(reached, abs=5e-4)
-        assert after > reached + 0.005
+        assert after > reached + 0.005  # the last run, at half the rate, added 0.008; the others 0.02-0.08
         reached = after
     assert log["validation_after"]["dice"] == pytest.approx(reached, abs=1e-4)
 
