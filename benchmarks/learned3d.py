@@ -3,11 +3,13 @@
 ``heldout.py``'s 3D test pairs (96 x 112 x 96 at 2 mm, made differently from the network's training data:
 the 1 mm template resampled in a tilted frame, Gaussian-bump deformations, other intensities) are registered
 by ``regedu.register(method="voxelmorph")`` (the shipped 3D model,
-``regedu.api.DEFAULT_MODELS[3]``, or a checkpoint given with ``--model-file``), the same refined by instance
-optimisation (``"voxelmorph+io"``), regedu's classical default and ANTs SyNCC, with ``classical.py``'s
-scoring (labels carried one-hot, linearly; metrics on the fixed grid). SyNCC takes about 25 minutes to over
-an hour a pair on 2 cores, so its score (time included) is read from ``--peer-cache`` when stored there by
-an earlier run of this or ``classical.py`` on the same pair; the notes say so.
+``regedu.api.DEFAULT_MODELS[3]``, or a checkpoint given with ``--model-file``; its fields averaged over the
+pair and its left-right mirror image, ``--flips``, as ``regedu.register`` does for the shipped model, and
+in one pass), the same refined by instance optimisation (``"voxelmorph+io"``, from one pass), regedu's
+classical default and ANTs SyNCC, with ``classical.py``'s scoring (labels carried one-hot, linearly;
+metrics on the fixed grid). SyNCC takes about 25 minutes to over an hour a pair on 2 cores, so its score
+(time included) is read from ``--peer-cache`` when stored there by an earlier run of this or
+``classical.py`` on the same pair; the notes say so.
 
 Times: the network's per-pair time is one call of ``regedu.register`` with the model already loaded (the
 first call, on a cropped pair, loads and caches it and is not timed); the load time (reading the file and
@@ -42,7 +44,7 @@ from common import (
     write_results,
 )
 
-from regedu.api import DEFAULT_MODELS
+from regedu.api import DEFAULT_FLIPS, DEFAULT_MODELS
 from regedu.models import pretrained_path
 from regedu.train import load_model
 
@@ -83,18 +85,27 @@ def main() -> None:
                         help="registrations of each pair per regedu contender; the median time is reported")
     parser.add_argument("--compare", type=Path, nargs="*", default=[],
                         help="more 3D checkpoints, each scored alone and refined, beside the first")
+    parser.add_argument("--flips", type=int, nargs="*", default=list(DEFAULT_FLIPS[3]),
+                        help="axes the network's fields are flip-averaged over (default: the shipped "
+                             f"model's, {DEFAULT_FLIPS[3]}; a one-pass row is added); refinements start "
+                             "from one pass, as in regedu.register")
     args = parser.parse_args()
     if args.threads:
         set_threads(args.threads)
     device = resolve_device(args.device)
     model_path = args.model_file or pretrained_path(DEFAULT_MODELS[3])
-    chosen = {"regedu voxelmorph": run_regedu("voxelmorph", device, model=args.model_file),
+    flips = tuple(args.flips)
+    chosen = {"regedu voxelmorph": run_regedu("voxelmorph", device, model=args.model_file, flips=flips),
               "regedu voxelmorph+io": run_regedu("voxelmorph+io", device, model=args.model_file)}
+    if flips:
+        chosen["regedu voxelmorph (one pass)"] = run_regedu("voxelmorph", device, model=args.model_file,
+                                                            flips=())
     for steps in args.io_steps:
         chosen[f"regedu voxelmorph+io ({steps} steps)"] = run_regedu("voxelmorph+io", device,
                                                                     model=args.model_file, steps=steps)
     for other in args.compare:
-        chosen[f"regedu voxelmorph ({other.stem})"] = run_regedu("voxelmorph", device, model=other)
+        chosen[f"regedu voxelmorph ({other.stem})"] = run_regedu("voxelmorph", device, model=other,
+                                                                 flips=flips)
         chosen[f"regedu voxelmorph+io ({other.stem})"] = run_regedu("voxelmorph+io", device, model=other)
     if not args.no_classical:
         chosen["regedu default"] = run_regedu("default", device)
@@ -106,7 +117,9 @@ def main() -> None:
     print(format_table(COLUMNS, rows))
     print(f"model load: {loading:.3f} s ({model_path.name})")
     notes = "\n\n".join(__doc__.split("\n\n")[1:3]) + (
-        f"\n\nModel: `{model_path.name}`, loaded in {loading:.3f} s (median of {args.repeats or 5}). "
+        f"\n\nModel: `{model_path.name}`, loaded in {loading:.3f} s (median of {args.repeats or 5}); its "
+        f"fields flip-averaged over axes {flips} ({2 ** len(flips)} forward passes, "
+        f"`regedu.models.FlipAveraged`; the one-pass row without; the refinements start from one pass). "
         f"regedu's times: the median of {args.timed_runs} registrations of each pair. "
         f"Pairs: {args.pairs} of the {args.split} split ({SPLIT_NOTES[args.split]}). Mean Dice before "
         f"registration: {rows[0]['Dice before']:.3f}.")

@@ -65,7 +65,16 @@ def test_every_model_class_of_regedu_models_can_be_rebuilt():
     exported = {name for name in regedu.models.__all__
                 if isinstance(getattr(regedu.models, name), type)
                 and issubclass(getattr(regedu.models, name), torch.nn.Module)}
-    assert exported == set(checkpoint.MODEL_CLASSES)
+    # a test-time wrapper (FlipAveraged) has no weights of its own: it is refused, the network saved
+    assert exported == set(checkpoint.MODEL_CLASSES) | set(checkpoint.TEST_TIME_WRAPPERS)
+    assert not set(checkpoint.MODEL_CLASSES) & set(checkpoint.TEST_TIME_WRAPPERS)
+
+
+def test_a_test_time_wrapper_is_refused_with_what_to_save_instead(tmp_path):
+    wrapped = regedu.models.FlipAveraged(tiny_model(), (0,))
+    with pytest.raises(ValueError, match=r"save the network it wraps \(its `.network`\)"):
+        checkpoint.save_checkpoint(tmp_path / "wrapped.pt", wrapped)
+    assert not (tmp_path / "wrapped.pt").exists()
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -1,7 +1,8 @@
 """Issue 11: the defaults a user gets for learned registration are the ones measured best on held-out
 pairs (README, "Learned registration against ANTs SyNCC and VoxelMorph"): the multiscale PyramidNet for
 ``regedu.register(method="voxelmorph")`` in 2D and 3D and for ``regedu train``, trained on the varied
-brain pairs in 2D and 3D; the SynthMorph-style model of lesson 08 is the wide multiscale one."""
+brain pairs in 2D and 3D (in 3D flip-averaged); the SynthMorph-style model of lesson 08 is the wide
+multiscale one."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import pytest
 import torch
 from script_loading import load_script
 
-from regedu.api import DEFAULT_MODELS, register
+from regedu.api import DEFAULT_FLIPS, DEFAULT_MODELS, register
 from regedu.cli import build_parser
 from regedu.cli.train import _build_model, synthetic_data
 from regedu.data import BrainSlicePairs, BrainVolumePairs
-from regedu.models import PRETRAINED, PyramidNet, VoxelMorph, pretrained, pretrained_path
+from regedu.models import PRETRAINED, FlipAveraged, PyramidNet, VoxelMorph, pretrained, pretrained_path
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "scripts" / "checkpoints"
 
@@ -78,32 +79,50 @@ def test_the_default_3d_model_is_the_shipped_pyramid_on_a_coarser_grid():
 
 
 def test_register_uses_the_3d_model_on_a_volume():
-    """One varied training-like pair: the shipped network moves it and raises its label overlap."""
+    """One varied training-like pair: the shipped network moves it and raises its label overlap; its
+    fields are averaged over the pair and its left-right mirror image (DEFAULT_FLIPS), as chosen on the
+    development pair, and a refinement starts from one pass."""
     from regedu import metrics
 
     pair = BrainVolumePairs(1, seed=7)[0]
-    result = register(pair["moving"][None], pair["fixed"][None], method="voxelmorph",
-                      moving_labels=pair["moving_labels"][None])
+    moving, fixed = pair["moving"][None], pair["fixed"][None]
+    result = register(moving, fixed, method="voxelmorph", moving_labels=pair["moving_labels"][None])
     assert result.disp.shape == (1, 3, 96, 112, 96)
     before = metrics.dice(pair["moving_labels"][None], pair["fixed_labels"][None]).mean()
     after = metrics.dice(result.warped_labels, pair["fixed_labels"][None]).mean()
     assert after > before + 0.05
+    assert DEFAULT_FLIPS[3] == (0,) and DEFAULT_FLIPS[2] == ()
+    network = pretrained(DEFAULT_MODELS[3]).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(result.disp, FlipAveraged(network, (0,))(moving, fixed).disp)
+        one_pass = network(moving, fixed).disp
+    assert float((result.disp - one_pass).abs().amax()) > 0.1  # the average is not the one pass
+    refined = register(moving, fixed, method="voxelmorph+io", steps=0)
+    torch.testing.assert_close(refined.disp, one_pass)
 
 
 def test_lesson_08s_synthmorph_model_ships_with_its_log():
-    """The wide SynthMorph-style pyramid: 12000 steps of an unshipped recipe, then 4000 of its own."""
-    name = "synthmorph_pyramid2d_wide_t1"
+    """The wide SynthMorph-style pyramid: two unshipped runs (12000 and 4000 steps), then 4000 of its own."""
+    name = "synthmorph_pyramid2d_wide_mixed_t1"
     assert name in PRETRAINED
     log = json.loads(pretrained_path(name).with_suffix(".log").read_text())
     assert log["steps"] == 4000 and log["config"]["supervision"] == "synthmorph"
-    assert log["starts_from"] == "synthmorph_pyramid2d_wide" and log["file"] == f"regedu/weights/{name}.pt"
-    assert log["description"] == PRETRAINED[name]
+    assert log["starts_from"] == "synthmorph_pyramid2d_wide_mixed"
+    assert log["file"] == f"regedu/weights/{name}.pt" and log["description"] == PRETRAINED[name]
+    # the chain, as train_pretrained.py reproduces it (each run validates on pairs of its own recipe's
+    # kind, so one run's last validation Dice is not the next one's first)
+    continues_from = load_script("scripts/train_pretrained.py", "train_pretrained").CONTINUES_FROM
+    chain = ["synthmorph_pyramid2d_wide_shared", "synthmorph_pyramid2d_wide_mixed", name]
+    assert chain[0] not in continues_from  # trained from scratch
+    for previous, current in zip(chain[:-1], chain[1:], strict=True):
+        assert continues_from[current] == previous == _progress(current)[0]["starts_from"]
     model = pretrained(name)
     narrow = pretrained("pyramid2d_brain")
     assert isinstance(model, PyramidNet)
     assert sum(p.numel() for p in model.parameters()) > 2 * sum(p.numel() for p in narrow.parameters())
-    # the earlier single-scale model stays shipped (the README's tables compare it)
+    # the earlier SynthMorph-style models stay shipped (the README's tables and benchmarks compare them)
     assert isinstance(pretrained("synthmorph2d_long"), VoxelMorph)
+    assert isinstance(pretrained("synthmorph_pyramid2d_wide_t1"), PyramidNet)
 
 
 def test_the_shipped_weights_stay_within_20_mb_together():

@@ -87,9 +87,11 @@ def test_without_names_it_trains_the_shipped_recipes_and_the_unshipped_ones_they
                                                                                               monkeypatch):
     script = _script()
     shipped = [n for n in script.RECIPES if n not in script.NOT_SHIPPED]
-    # lesson 08's model continues synthmorph_pyramid2d_wide, which is not shipped: it is trained first; the
-    # 3D default continues a chain of four unshipped runs, all trained before it
-    starts = {"synthmorph_pyramid2d_wide", "pyramid3d_brain", "pyramid3d_brain_long",
+    # the SynthMorph-style models continue unshipped runs (synthmorph_pyramid2d_wide_t1 one, lesson 08's
+    # two): those are trained first; the 3D default continues a chain of four unshipped runs, all trained
+    # before it
+    starts = {"synthmorph_pyramid2d_wide", "synthmorph_pyramid2d_wide_shared",
+              "synthmorph_pyramid2d_wide_mixed", "pyramid3d_brain", "pyramid3d_brain_long",
               "pyramid3d_brain_longer", "pyramid3d_brain_longest"}
     names = script.recipes_to_train(tmp_path)
     assert names == [n for n in script.RECIPES if n in shipped or n in starts]

@@ -31,18 +31,22 @@ _torch.nn.Module.load_state_dict = _keep_initial_weights
 
 def run_with_untrained_models(name: str) -> list[nbformat.NotebookNode]:
     """Execute lesson ``name`` (fast mode) after :data:`SWAP_IN_UNTRAINED`; its code cells, with outputs
-    (errors are kept in the outputs, not raised)."""
-    from nbclient import NotebookClient
+    (errors are kept in the outputs, not raised).
 
+    The executor is ``scripts/render_course.py``'s, which waits on the kernel's sockets in short slices:
+    nbclient's own single long poll can miss the kernel's reply and wait out the whole cell timeout (the
+    hang that script's docstring describes), and these tests run nbclient as that script does."""
+    from script_loading import load_script
+
+    watched = load_script("scripts/render_course.py", "render_course").WatchedExecutePreprocessor
     notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     notebook.cells.insert(0, nbformat.v4.new_code_cell(SWAP_IN_UNTRAINED))
     environment = {"REGEDU_FAST": "1", "MPLBACKEND": "Agg"}
     previous = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)
     try:
-        client = NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=True,
-                                resources={"metadata": {"path": str(ROOT / "notebooks")}})
-        client.execute()
+        watched(timeout=600, kernel_name="python3", allow_errors=True).preprocess(
+            notebook, {"metadata": {"path": str(ROOT / "notebooks")}})
     finally:
         for key, value in previous.items():
             if value is None:

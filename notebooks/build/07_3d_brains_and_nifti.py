@@ -243,7 +243,12 @@ nb.code("""
 nb.markdown("""
     Second, the **shipped** network on our pair: `regedu.register(..., method="voxelmorph")` uses it by
     default for 3D images (loaded once, then cached), and `method="voxelmorph+io"` refines its field on this
-    one pair by a few gradient steps of the same loss (instance optimisation).
+    one pair by a few gradient steps of the same loss (instance optimisation). For the shipped 3D model
+    `"voxelmorph"` runs the network twice, on the pair and on its left-right mirror image, and averages the
+    two fields (the mirrored one mirrored back: `regedu.models.FlipAveraged`). Brains are nearly symmetric,
+    so the mirror image is as familiar to the network as the pair, and the two predictions' errors partly
+    cancel: test-time augmentation, chosen on a development pair (`regedu.api.DEFAULT_FLIPS`; `flips=()`
+    runs it once).
 """)
 
 nb.code("""
@@ -257,9 +262,9 @@ nb.code("""
 """)
 
 nb.predict("""
-    Which will reach the best Dice here: the classical pipeline, the shipped network alone (one forward
-    pass), or the network refined on this pair? And how many times faster than the classical pipeline is the
-    network alone?
+    Which will reach the best Dice here: the classical pipeline, the shipped network alone (no optimisation:
+    two forward passes), or the network refined on this pair? And how many times faster than the classical
+    pipeline is the network alone?
 """, """
     The network alone is by far the fastest, a fraction of a second, tens of times faster than the classical
     pipeline on a CPU, and it moves the tissues a good part of the way. But the classical pipeline, which
@@ -281,7 +286,7 @@ nb.code("""
 
 nb.markdown("""
     Read the table. The live network, after its 250 pairs, has only started. The shipped network registers
-    the volume in one forward pass, a fraction of a second, and takes the tissues' overlap well above where
+    the volume in two forward passes, a fraction of a second, and takes the tissues' overlap well above where
     it started; the classical pipeline, optimising this one pair for some seconds, still aligns them better.
     That is the honest state of a 3D network trained on 18 100 pairs (the 2D default saw 48 000), mostly on
     a 2-core CPU: its validation Dice was still rising when training stopped. The seeds'
@@ -292,9 +297,10 @@ nb.markdown("""
     steps, closes much of the gap in seconds.
 
     On held-out 3D pairs made differently from the training data, `benchmarks/learned3d.py` measures the same
-    against ANTs SyNCC: the network alone reaches 0.94 times SyNCC's Dice in under half a second, refined by
-    6 steps 0.99 times in 1.4 seconds (two cores), by 50 steps 1.01 times in 15 seconds, against SyNCC's 72
-    minutes on a CPU (`benchmarks/results/learned3d_test_cpu.md` and `learned3d_test_2threads_cpu.md`).
+    against ANTs SyNCC: the network alone (with the mirror image) reaches 0.94 times SyNCC's Dice in under a
+    second, refined by 6 steps 0.99 times in under 2 seconds (two cores), by 50 steps 1.01 times in about
+    10 seconds, against SyNCC's 72 minutes on a CPU (`benchmarks/results/learned3d_test_cpu.md` and
+    `learned3d_test_2threads_cpu.md`).
     Learned registration pays for its training once, then wins whenever many pairs must be registered fast.
 
     The summary of the classical result, on the axial slice through the middle of the volume:

@@ -6,11 +6,14 @@ in regedu, so ``regedu.warps.warp(moving, disp)`` reproduces ``warped``.
 * :class:`LightVoxelMorph`: separable convolutions, fewer channels, for a laptop;
 * :class:`PyramidNet`: coarse-to-fine cascade of small U-Nets, for large deformations;
 * :class:`AffineNet`: regresses an affine matrix; :class:`Cascade` chains models
-  (e.g. ``Cascade(AffineNet(3), VoxelMorph(3))``).
+  (e.g. ``Cascade(AffineNet(3), VoxelMorph(3))``);
+* :class:`FlipAveraged`: a trained model run on mirror images of the pair too, its fields averaged
+  (test-time augmentation).
 """
 
 from .affine import AffineNet, Cascade, centred_to_voxel_affine
 from .base import AffineRegistration, PyramidRegistration, Registration, VelocityRegistration
+from .flips import FlipAveraged, flip_field
 from .light import LightVoxelMorph
 from .pretrained import PRETRAINED, pretrained, pretrained_path
 from .pyramid import PyramidNet
@@ -23,6 +26,8 @@ __all__ = [
     "PyramidNet",
     "AffineNet",
     "Cascade",
+    "FlipAveraged",
+    "flip_field",
     "UNet",
     "FlowNet",
     "Registration",

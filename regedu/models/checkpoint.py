@@ -26,22 +26,29 @@ from pathlib import Path
 import torch
 
 from .affine import AffineNet, Cascade
+from .flips import FlipAveraged
 from .light import LightVoxelMorph
 from .pyramid import PyramidNet
 from .unet import UNet
 from .voxelmorph import FlowNet, VoxelMorph
 
-__all__ = ["CHECKPOINT_FORMAT", "MODEL_CLASSES", "save_checkpoint", "load_checkpoint", "load_model",
-           "load_state", "model_spec", "checkpoint_step", "check_same_model"]
+__all__ = ["CHECKPOINT_FORMAT", "MODEL_CLASSES", "TEST_TIME_WRAPPERS", "save_checkpoint", "load_checkpoint",
+           "load_model", "load_state", "model_spec", "checkpoint_step", "check_same_model"]
 
 CHECKPOINT_FORMAT = 1
 MODEL_CLASSES = {cls.__name__: cls for cls in (VoxelMorph, LightVoxelMorph, PyramidNet, AffineNet, Cascade,
                                                 UNet, FlowNet)}  # what a checkpoint can rebuild, by name
+# test-time wrappers of a trained network, with no weights of their own: checkpoint the network they wrap
+TEST_TIME_WRAPPERS = {cls.__name__: cls for cls in (FlipAveraged,)}
 
 
 def model_spec(model: torch.nn.Module) -> dict:
     """Class name and constructor arguments, so that :func:`load_model` can rebuild the model."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    if isinstance(model, tuple(TEST_TIME_WRAPPERS.values())):
+        raise ValueError(f"a {type(model).__name__} only wraps a trained network at test time and has no "
+                         f"weights of its own: save the network it wraps (its `.network`) and wrap it again "
+                         f"after loading.")
     return {"class": type(model).__name__, "config": dict(getattr(model, "config", {}))}
 
 

@@ -53,7 +53,16 @@ PRETRAINED = {
         "of the warped one-hot label maps + diffusion (weight 0.1); 12000 steps on pairs "
         "of which a quarter share one contrast (synthmorph_pyramid2d_wide, not shipped), "
         "then 4000 steps at a quarter of the rate on pairs of which half do, which "
-        "favours T1 -> T1; the SynthMorph-style model of lesson 08"),
+        "favours T1 -> T1; lesson 08's model until synthmorph_pyramid2d_wide_mixed_t1"),
+    "synthmorph_pyramid2d_wide_mixed_t1": (
+        "PyramidNet (2D, 96x112) with about twice the channels of pyramid2d_brain "
+        "(encoder 32, 48, 48; decoder 48, 48, 48, 32, 32) trained SynthMorph-style on "
+        "random label maps with random contrasts only (never a brain): squared difference "
+        "of the warped one-hot label maps + diffusion (weight 0.1); 12000 steps on pairs "
+        "of which half share one contrast (synthmorph_pyramid2d_wide_shared), 4000 at a quarter "
+        "of the rate on pairs of which a quarter do (synthmorph_pyramid2d_wide_mixed), then 4000 "
+        "more on pairs of which half do (neither shipped); the SynthMorph-style model of lesson 08, "
+        "run on the pair and its mirror images (regedu.models.FlipAveraged, axes 0 and 1)"),
     "toy_voxelmorph2d": "single-scale VoxelMorph (2D, 64x64) for notebook 06's disk pushed 12 to 20 voxels",
     "toy_voxelmorph2d_diff": "the same, diffeomorphic",
     "toy_pyramid2d": "PyramidNet (3 levels, coarse to fine) for notebook 06's disk pushed 12 to 20 voxels",
