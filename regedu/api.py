@@ -368,16 +368,11 @@ def _network(model, ndim: int, device, input_device: torch.device) -> tuple[torc
 def _flip_axes(flips, model, ndim: int, refined: bool) -> tuple[int, ...]:
     """The axes to flip-average over: ``flips`` as given, or for ``None`` the shipped default's
     (:data:`DEFAULT_FLIPS`) when ``model`` is ``None`` and the field is not ``refined``, else none."""
+    from .models.flips import check_axes
+
     if flips is None:
         return DEFAULT_FLIPS[ndim] if model is None and not refined else ()
-    if isinstance(flips, (str, bytes)) or not hasattr(flips, "__iter__"):
-        raise TypeError(f"`flips` must be a sequence of spatial axes, e.g. (0,) or (), got {flips!r}.")
-    flips = tuple(flips)
-    if len(set(flips)) != len(flips) or not all(isinstance(a, int) and not isinstance(a, bool)
-                                                and 0 <= a < ndim for a in flips):
-        raise ValueError(f"`flips` must be distinct spatial axes of this {ndim}D pair (0 to {ndim - 1}), "
-                         f"e.g. (0,) to average over left-right mirror images, got {flips}.")
-    return flips
+    return check_axes(flips, ndim, name="flips")
 
 
 def _run_network(moving, fixed, model, device, refine: dict | None, flips=None) -> RegistrationResult:

@@ -74,9 +74,13 @@ def test_bad_axes_and_bad_networks_are_refused_clearly():
         FlipAveraged(IndexField(), (0, 0))
     with pytest.raises(ValueError, match="distinct spatial axes"):
         FlipAveraged(IndexField(), (3,))
+    with pytest.raises(ValueError, match="distinct spatial axes"):
+        FlipAveraged(IndexField(), (True,))
+    with pytest.raises(TypeError, match="sequence of spatial axes"):
+        FlipAveraged(IndexField(), 0)
     with pytest.raises(TypeError, match="torch.nn.Module"):
         FlipAveraged(lambda m, f: (m, f), (0,))
-    with pytest.raises(ValueError, match="cannot mirror a 2D pair"):
+    with pytest.raises(ValueError, match=r"axes of a 2D image \(0 to 1\)"):
         FlipAveraged(IndexField(), (2,))(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
 
 
@@ -99,7 +103,7 @@ def test_register_runs_the_flip_average_it_is_asked_for():
 def test_register_refuses_bad_flips_with_a_message():
     model = VoxelMorph(2, encoder=(4, 4), decoder=(4, 4, 4, 4))
     image = torch.rand(1, 1, 16, 16)
-    with pytest.raises(ValueError, match=r"spatial axes of this 2D pair \(0 to 1\)"):
+    with pytest.raises(ValueError, match=r"`flips` must be distinct spatial axes of a 2D image \(0 to 1\)"):
         register(image, image, method="voxelmorph", model=model, flips=(2,))
     with pytest.raises(TypeError, match="sequence of spatial axes"):
         register(image, image, method="voxelmorph", model=model, flips=0)

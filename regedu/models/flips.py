@@ -24,7 +24,7 @@ from .. import kernels
 from ..checks import check_image
 from .base import Registration
 
-__all__ = ["FlipAveraged", "flip_field"]
+__all__ = ["FlipAveraged", "flip_field", "check_axes"]
 
 
 def flip_field(disp: torch.Tensor, axes: Sequence[int]) -> torch.Tensor:
@@ -37,6 +37,19 @@ def flip_field(disp: torch.Tensor, axes: Sequence[int]) -> torch.Tensor:
     sign = torch.ones(disp.shape[1], dtype=disp.dtype, device=disp.device)
     sign[list(axes)] = -1
     return mirrored * sign.view(1, -1, *([1] * (disp.ndim - 2)))
+
+
+def check_axes(axes, ndim: int = 3, name: str = "axes") -> tuple[int, ...]:
+    """``axes`` as a tuple of distinct spatial axes of an ``ndim``-D image (0 to ``ndim - 1``), or a
+    ``TypeError``/``ValueError`` that says what was expected (``name`` is the argument's name)."""
+    if isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence):
+        raise TypeError(f"`{name}` must be a sequence of spatial axes, e.g. (0,) or (), got {axes!r}.")
+    axes = tuple(axes)
+    if len(set(axes)) != len(axes) or not all(isinstance(a, int) and not isinstance(a, bool)
+                                              and 0 <= a < ndim for a in axes):
+        raise ValueError(f"`{name}` must be distinct spatial axes of a {ndim}D image (0 to {ndim - 1}), "
+                         f"e.g. (0,) to average over left-right mirror images, got {axes}.")
+    return axes
 
 
 def _subsets(axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -62,18 +75,13 @@ class FlipAveraged(nn.Module):
         super().__init__()
         if not isinstance(network, nn.Module):
             raise TypeError(f"`network` must be a torch.nn.Module, got {type(network).__name__}.")
-        axes = tuple(axes)
-        if len(set(axes)) != len(axes) or not all(isinstance(a, int) and 0 <= a < 3 for a in axes):
-            raise ValueError(f"`axes` must be distinct spatial axes among 0, 1, 2, got {axes}.")
         self.network = network
-        self.axes = axes
+        self.axes = check_axes(axes)
 
     def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> Registration:
         ndim = check_image(moving, "moving")
         check_image(fixed, "fixed", ndim=ndim)
-        if any(axis >= ndim for axis in self.axes):
-            raise ValueError(f"FlipAveraged(axes={self.axes}) cannot mirror a {ndim}D pair: its spatial "
-                             f"axes are 0 to {ndim - 1}.")
+        check_axes(self.axes, ndim)
         total = None
         for subset in _subsets(self.axes):
             dims = [2 + axis for axis in subset]
